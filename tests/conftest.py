@@ -1,0 +1,24 @@
+"""Shared test set-up: small thread count, repo root on sys.path, a private torch hub cache."""
+
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def tmp_torch_home(tmp_path, monkeypatch):
+    """An empty torch hub cache: pretrained-weight files must be put there by the test itself."""
+    home = tmp_path / "torch_home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    # torch.hub.get_dir() reads TORCH_HOME on every call (no set_dir, so nothing global leaks).
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    assert torch.hub.get_dir() == str(home / "hub")
+    return home

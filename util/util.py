@@ -1,0 +1,234 @@
+"""Image helpers: tensors to uint8 arrays, label colourisation, atomic image writing, small plots.
+
+Arrays returned here are numpy uint8 in HWC layout (RGB), the form PIL writes directly.
+"""
+import logging
+import os
+import re
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+logger = logging.getLogger(__name__)
+
+
+def mkdirs(paths):
+    """Create one folder or each folder of a list (no error when it exists)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for path in paths:
+        os.makedirs(path, exist_ok=True)
+
+
+def natural_sort_key(text):
+    """Sort key comparing digit runs as numbers: 'img2' < 'img10'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(text))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Colour palettes
+# ---------------------------------------------------------------------------------------------------
+
+# Official Cityscapes colours for label ids 0..33 (cityscapesscripts/helpers/labels.py), plus id 34 for
+# 'license plate' (id -1 in that table, never present in labelIds PNGs), which also uses car blue.
+_CITYSCAPES_COLORS = (
+    (0, 0, 0),        # 0 unlabeled
+    (0, 0, 0),        # 1 ego vehicle
+    (0, 0, 0),        # 2 rectification border
+    (0, 0, 0),        # 3 out of roi
+    (0, 0, 0),        # 4 static
+    (111, 74, 0),     # 5 dynamic
+    (81, 0, 81),      # 6 ground
+    (128, 64, 128),   # 7 road
+    (244, 35, 232),   # 8 sidewalk
+    (250, 170, 160),  # 9 parking
+    (230, 150, 140),  # 10 rail track
+    (70, 70, 70),     # 11 building
+    (102, 102, 156),  # 12 wall
+    (190, 153, 153),  # 13 fence
+    (180, 165, 180),  # 14 guard rail
+    (150, 100, 100),  # 15 bridge
+    (150, 120, 90),   # 16 tunnel
+    (153, 153, 153),  # 17 pole
+    (153, 153, 153),  # 18 polegroup
+    (250, 170, 30),   # 19 traffic light
+    (220, 220, 0),    # 20 traffic sign
+    (107, 142, 35),   # 21 vegetation
+    (152, 251, 152),  # 22 terrain
+    (70, 130, 180),   # 23 sky
+    (220, 20, 60),    # 24 person
+    (255, 0, 0),      # 25 rider
+    (0, 0, 142),      # 26 car
+    (0, 0, 70),       # 27 truck
+    (0, 60, 100),     # 28 bus
+    (0, 0, 90),       # 29 caravan
+    (0, 0, 110),      # 30 trailer
+    (0, 80, 100),     # 31 train
+    (0, 0, 230),      # 32 motorcycle
+    (119, 11, 32),    # 33 bicycle
+    (0, 0, 142),      # 34 license plate
+)
+
+
+def cityscapes_palette():
+    """uint8 array [35, 3]: colour of each Cityscapes label id (official colours)."""
+    return np.array(_CITYSCAPES_COLORS, dtype=np.uint8)
+
+
+def bit_interleave_palette(n):
+    """uint8 array [n, 3]: the PASCAL VOC colour map (deterministic, distinct colours, 0 = black).
+
+    The bits of the class index are dealt out in turn to R, G, B, most significant colour bit first.
+    """
+    palette = np.zeros((n, 3), dtype=np.uint8)
+    for index in range(n):
+        value = index
+        rgb = [0, 0, 0]
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        palette[index] = rgb
+    return palette
+
+
+def label_palette(n, dataset_mode=None):
+    """uint8 array [n, 3] of colours for label values 0..n-1 of a dataset.
+
+    Cityscapes uses its official colours (for the 35 label ids; more values fall back to the generic
+    palette); every other dataset the PASCAL bit-interleaving palette.
+    """
+    palette = bit_interleave_palette(max(n, 1))[:n]
+    if dataset_mode == "cityscapes":
+        official = cityscapes_palette()
+        k = min(n, len(official))
+        palette[:k] = official[:k]
+    return palette
+
+
+def tensor2label(label, n_label, dataset_mode=None, dontcare_index=None):
+    """Colourise a label map.
+
+    Args:
+        label: int tensor/array [H,W] or [1,H,W] of label values, or a float one-hot / score tensor
+            [C,H,W] with C > 1 (its argmax is used). A leading batch dim of size 1 is accepted.
+        n_label: number of label values (palette length).
+        dataset_mode: 'cityscapes' selects the official Cityscapes colours.
+        dontcare_index: label value drawn black (the extra 'don't care' channel), if any.
+    Returns:
+        uint8 array [H,W,3].
+    """
+    if isinstance(label, np.ndarray):
+        label = torch.from_numpy(label)
+    label = label.detach().cpu()
+    if label.dim() == 4:
+        if label.size(0) != 1:
+            raise ValueError(f"tensor2label takes one label map, got a batch of shape {tuple(label.shape)}")
+        label = label[0]
+    if label.dim() == 3:
+        label = label.argmax(dim=0) if label.size(0) > 1 else label[0]
+    if label.dim() != 2:
+        raise ValueError(f"tensor2label expects [H,W], [1,H,W] or [C,H,W], got shape {tuple(label.shape)}")
+    label = label.long().numpy()
+    if label.size and (label.min() < 0 or label.max() >= n_label):
+        raise ValueError(
+            f"label values must be in [0, {n_label}), got range [{label.min()}, {label.max()}]"
+        )
+    palette = label_palette(n_label, dataset_mode)
+    if dontcare_index is not None and 0 <= dontcare_index < n_label:
+        palette = palette.copy()
+        palette[dontcare_index] = 0
+    return palette[label]
+
+
+def tensor2im(image):
+    """Image tensor [3,H,W] (or [1,3,H,W], or 1 channel) in [-1,1] -> uint8 array [H,W,3].
+
+    Values outside [-1,1] are clipped; a single channel is repeated to grey RGB.
+    """
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(image)
+    image = image.detach().cpu().float()
+    if image.dim() == 4:
+        if image.size(0) != 1:
+            raise ValueError(f"tensor2im takes one image, got a batch of shape {tuple(image.shape)}")
+        image = image[0]
+    if image.dim() == 2:
+        image = image.unsqueeze(0)
+    if image.dim() != 3 or image.size(0) not in (1, 3):
+        raise ValueError(f"tensor2im expects [3,H,W] or [1,H,W], got shape {tuple(image.shape)}")
+    if image.size(0) == 1:
+        image = image.expand(3, -1, -1)
+    array = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return array.permute(1, 2, 0).contiguous().numpy()
+
+
+def save_image(image_numpy, path):
+    """Write a uint8 array [H,W,3] or [H,W] as an image file (format from the extension), atomically.
+
+    The image goes to a temp file in the target folder and is then renamed, so a crash never leaves
+    a truncated PNG under the final name.
+    """
+    path = os.fspath(path)
+    array = np.asarray(image_numpy)
+    if array.dtype != np.uint8:
+        raise ValueError(f"save_image expects uint8, got {array.dtype} for {path}")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    ext = os.path.splitext(path)[1] or ".png"
+    fmt = Image.registered_extensions().get(ext.lower())
+    if fmt is None:
+        raise ValueError(f"save_image: unknown image extension {ext!r} in {path}")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=ext)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array).save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------
+# Attention visualisation
+# ---------------------------------------------------------------------------------------------------
+
+def attention_heatmap(attention):
+    """Spatial attention map [H,W] / [1,H,W] / [1,1,H,W] with values in [0,1] -> uint8 RGB [H,W,3].
+
+    A fixed (not per-image normalised) black-red-yellow-white ramp, so maps of different images and
+    models compare directly: 0 is black, 1 is white.
+    """
+    a = torch.as_tensor(attention).detach().cpu().float()
+    while a.dim() > 2:
+        if a.size(0) != 1:
+            raise ValueError(f"attention_heatmap expects one map, got shape {tuple(a.shape)}")
+        a = a[0]
+    a = a.clamp(0, 1).numpy()
+    r = np.clip(3 * a, 0, 1)
+    g = np.clip(3 * a - 1, 0, 1)
+    b = np.clip(3 * a - 2, 0, 1)
+    return (np.stack([r, g, b], axis=-1) * 255).round().astype(np.uint8)
+
+
+def bar_chart(values, height=80, bar_width=3, max_value=1.0):
+    """Bar chart of a 1-D sequence of values in [0, max_value] -> uint8 RGB [height, len*bar_width, 3].
+
+    Drawn with PIL (no plotting library): one blue bar per value on white, a grey line at 0.5.
+    Used for the CAM channel weights, which are sigmoid outputs in (0,1).
+    """
+    values = np.asarray(torch.as_tensor(values).detach().cpu().float().reshape(-1))
+    width = max(1, len(values) * bar_width)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    mid = height - 1 - int(round(0.5 / max_value * (height - 1)))
+    draw.line([(0, mid), (width - 1, mid)], fill=(180, 180, 180))
+    for i, v in enumerate(values):
+        frac = float(np.clip(v / max_value, 0.0, 1.0))
+        top = height - 1 - int(round(frac * (height - 1)))
+        x0 = i * bar_width
+        draw.rectangle([x0, top, x0 + bar_width - 2 if bar_width > 1 else x0, height - 1], fill=(40, 90, 200))
+    return np.asarray(canvas, dtype=np.uint8)
