@@ -42,6 +42,22 @@ def str2bool(value):
     raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
 
 
+class OptionParser(argparse.ArgumentParser):
+    """An ArgumentParser that remembers the command line it is parsing.
+
+    Option setters of models, networks and datasets peek at the partly built options with
+    ``parser.parse_known_args()``; they then see the same arguments as ``BaseOptions.parse(args)``
+    instead of ``sys.argv``.
+    """
+
+    command_line = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args is None and self.command_line is not None:
+            args = self.command_line
+        return super().parse_known_args(args, namespace)
+
+
 class BaseOptions:
     """Builds the parser in three passes (base -> model/networks -> dataset) and resolves derived values."""
 
@@ -124,10 +140,11 @@ class BaseOptions:
         import data
         import models
 
-        parser = argparse.ArgumentParser(
+        parser = OptionParser(
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
             description="DAGAN / SPADE semantic image synthesis",
         )
+        parser.command_line = list(sys.argv[1:] if args is None else args)
         parser = self.initialize(parser)
         opt, _ = parser.parse_known_args(args)
 

@@ -9,12 +9,13 @@ a reader refreshing the training page never sees half a file.
 """
 import logging
 import os
-import tempfile
 import urllib.parse
 
 import dominate
 import dominate.util
 from dominate.tags import a, br, h3, img, meta, p, table, td, th, tr
+
+from util.util import temp_path_for
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,15 @@ def url_to_path(url, web_dir):
 
 
 def write_text_atomic(path, text, encoding="utf-8"):
-    """Write ``text`` to ``path`` through a temp file in the same folder and an atomic rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
+    """Write ``text`` to ``path`` through a temp file in the same folder and an atomic rename.
+
+    The temp file is created with open(..., 'x'), so the result has the usual umask permissions
+    (mkstemp would make it owner-only, unreadable for a web server serving the pages).
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temp_path_for(path)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as f:
+        with open(tmp, "x", encoding=encoding) as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -92,13 +96,12 @@ class HTML:
     def add_text(self, text):
         """A paragraph of plain text (escaped; newlines become line breaks)."""
         lines = str(text).split("\n")
-        with self.doc:
-            with p():
-                for i, line in enumerate(lines):
-                    if i:
-                        br()
-                    # dominate escapes str children; add them as text nodes
-                    dominate.util.text(line)
+        with self.doc, p():
+            for i, line in enumerate(lines):
+                if i:
+                    br()
+                # dominate escapes str children; add them as text nodes
+                dominate.util.text(line)
 
     def add_images(self, ims, txts, links=None, width=256):
         """One row of images with captions under them; each image links to ``links[i]``.
@@ -116,19 +119,17 @@ class HTML:
             )
         t = table(border=1, style="table-layout: fixed;")
         self.doc.add(t)
-        with t:
-            with tr():
-                for im, txt, link in zip(ims, txts, links):
-                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
-                        with p():
-                            with a(href=self._url(link)):
-                                img(style=f"width:{int(width)}px", src=self._url(im))
-                            br()
-                            dominate.util.text(str(txt))
+        with t, tr():
+            for im, txt, link in zip(ims, txts, links):
+                with td(style="word-wrap: break-word;", halign="center", valign="top"), p():
+                    with a(href=self._url(link)):
+                        img(style=f"width:{int(width)}px", src=self._url(im))
+                    br()
+                    dominate.util.text(str(txt))
 
     def add_table(self, rows, header=None):
         """A table of text cells: ``rows`` is a list of lists (cells converted with ``str``,
-        floats with 4 significant decimals); ``header`` an optional list of column names."""
+        floats with 4 decimals); ``header`` an optional list of column names."""
         t = table(border=1, style="border-collapse: collapse;")
         self.doc.add(t)
         with t:

@@ -5,7 +5,7 @@ Arrays returned here are numpy uint8 in HWC layout (RGB), the form PIL writes di
 import logging
 import os
 import re
-import tempfile
+import uuid
 
 import numpy as np
 import torch
@@ -20,6 +20,12 @@ def mkdirs(paths):
         paths = [paths]
     for path in paths:
         os.makedirs(path, exist_ok=True)
+
+
+def temp_path_for(path):
+    """A fresh hidden file name next to ``path`` (same folder, so the final rename is atomic)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".tmp_{os.getpid()}_{uuid.uuid4().hex[:8]}_{name}")
 
 
 def natural_sort_key(text):
@@ -175,15 +181,14 @@ def save_image(image_numpy, path):
     array = np.asarray(image_numpy)
     if array.dtype != np.uint8:
         raise ValueError(f"save_image expects uint8, got {array.dtype} for {path}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    ext = os.path.splitext(path)[1] or ".png"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ext = os.path.splitext(path)[1]
     fmt = Image.registered_extensions().get(ext.lower())
     if fmt is None:
         raise ValueError(f"save_image: unknown image extension {ext!r} in {path}")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=ext)
+    tmp = temp_path_for(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             Image.fromarray(array).save(f, format=fmt)
         os.replace(tmp, path)
     except BaseException:
@@ -224,11 +229,11 @@ def bar_chart(values, height=80, bar_width=3, max_value=1.0):
     width = max(1, len(values) * bar_width)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    mid = height - 1 - int(round(0.5 / max_value * (height - 1)))
+    mid = height - 1 - round(0.5 / max_value * (height - 1))
     draw.line([(0, mid), (width - 1, mid)], fill=(180, 180, 180))
     for i, v in enumerate(values):
         frac = float(np.clip(v / max_value, 0.0, 1.0))
-        top = height - 1 - int(round(frac * (height - 1)))
+        top = height - 1 - round(frac * (height - 1))
         x0 = i * bar_width
         draw.rectangle([x0, top, x0 + bar_width - 2 if bar_width > 1 else x0, height - 1], fill=(40, 90, 200))
     return np.asarray(canvas, dtype=np.uint8)

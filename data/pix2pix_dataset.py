@@ -1,0 +1,241 @@
+"""Base class of the paired (label map, photo[, instance map]) datasets.
+
+A subclass implements ``get_paths(opt) -> (label_paths, image_paths, instance_paths)`` and may override
+``pair_key(path)`` (how a label file and its photo are matched, default: the file stem) and
+``remap_label(array, path)`` (dataset-specific value mapping before validation).
+
+The lists are naturally sorted (digit runs compared as numbers), cut to ``--max_dataset_size`` and
+checked pairwise. Every label map is validated when it is read: 255 becomes ``label_nc`` when
+``--contain_dontcare_label``, and any value outside ``[0, label_nc + contain_dontcare_label)`` raises
+``ValueError`` naming the file and the values, instead of an index error deep inside a scatter.
+"""
+
+import logging
+import os
+import re
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data.base_dataset import BaseDataset, check_preprocess_mode, get_params, transform_image, transform_map
+
+logger = logging.getLogger(__name__)
+
+IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text):
+    """Sort key comparing digit runs as numbers: 'img2' < 'img10'."""
+    # re.split with a capturing group alternates text / digits, so positions never mix str and int.
+    return [int(part) if i % 2 else part for i, part in enumerate(_DIGITS.split(text))]
+
+
+def natural_sorted(paths):
+    return sorted(paths, key=natural_key)
+
+
+def require_dir(folder, expected):
+    """Raise FileNotFoundError naming ``folder`` and what should be in it, when it is missing."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder {folder} does not exist; expected {expected}")
+    return folder
+
+
+def list_files(folder, expected, extensions=IMG_EXTENSIONS, suffix="", recursive=True):
+    """All files under ``folder`` whose name ends with ``suffix`` and one of ``extensions``, natural order.
+
+    Raises FileNotFoundError naming the folder and ``expected`` when it is missing or holds no match.
+    """
+    require_dir(folder, expected)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        for name in filenames:
+            if name.lower().endswith(tuple(extensions)) and name.endswith(suffix):
+                found.append(os.path.join(dirpath, name))
+        if not recursive:
+            break
+    if not found:
+        raise FileNotFoundError(f"folder {folder} contains no {suffix or 'image'} files; expected {expected}")
+    return natural_sorted(found)
+
+
+def file_stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def read_rgb(path):
+    """Open a photo as an RGB PIL image; OSError naming the file when it cannot be decoded."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        raise OSError(f"cannot read image {path}: {err}") from err
+
+
+def read_integer_map(path, kind):
+    """Open a label or instance map as an integer array [H,W], keeping the stored bit depth.
+
+    8-bit ('L', 'P' palette indices), 16-bit ('I;16', e.g. Cityscapes instanceIds like 26001) and 32-bit
+    ('I') PNGs are returned as their integer values, never rescaled. A colour file is accepted only
+    when its channels are identical (a grey map saved as RGB).
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "F":
+                raise ValueError(f"{kind} {path} stores floating-point values; expected integer ids")
+            array = np.array(img)
+    except (OSError, SyntaxError) as err:
+        raise OSError(f"cannot read {kind} {path}: {err}") from err
+    if array.ndim == 3:
+        if array.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+            array = array[..., :-1]
+        if not (array == array[..., :1]).all():
+            raise ValueError(
+                f"{kind} {path} is a colour image ({array.shape[2]} differing channels); expected a "
+                "single-channel map of integer ids"
+            )
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"{kind} {path} has shape {array.shape}; expected a 2-D map")
+    return array.astype(np.int64)
+
+
+class Pix2pixDataset(BaseDataset):
+    """Paired semantic-synthesis dataset.
+
+    Sample ``i`` is a dict: 'label' int64 [1,H,W] in [0, label_nc + contain_dontcare_label);
+    'instance' int64 [1,H,W] (instance ids, zeros with --no_instance); 'image' float32 [3,H,W] in
+    [-1,1]; 'path' (photo path) and 'label_path' (str). H, W follow --preprocess_mode / --crop_size.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        parser.add_argument("--no_pairing_check", action="store_true",
+                            help="do not check that label and image files pair by name")
+        return parser
+
+    def __init__(self, opt):
+        self.opt = opt
+        check_preprocess_mode(opt.preprocess_mode)
+        label_paths, image_paths, instance_paths = self.get_paths(opt)
+        limit = opt.max_dataset_size
+        self.label_paths = natural_sorted(label_paths)[:limit]
+        self.image_paths = natural_sorted(image_paths)[:limit]
+        self.instance_paths = natural_sorted(instance_paths)[:limit] if not opt.no_instance else []
+        if not opt.no_instance and not instance_paths:
+            raise ValueError(
+                f"dataset {opt.dataset_mode!r} found no instance maps but --no_instance is not set; pass "
+                "--no_instance or provide the instance maps"
+            )
+        check_names = not getattr(opt, "no_pairing_check", False)
+        self.check_pairs(self.label_paths, self.image_paths, "image", check_names)
+        if self.instance_paths:
+            self.check_pairs(self.label_paths, self.instance_paths, "instance map", check_names)
+        self.num_label_values = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+
+    # ------------------------------------------------------------------ dataset-specific hooks
+    def get_paths(self, opt):
+        raise NotImplementedError(f"{type(self).__name__} must implement get_paths(opt)")
+
+    def pair_key(self, path):
+        """Key that a label file and its photo / instance map share (default: the file stem)."""
+        return file_stem(path)
+
+    def remap_label(self, array, path):
+        """Dataset-specific value mapping applied before validation (default: none)."""
+        return array
+
+    # ------------------------------------------------------------------ checks
+    def check_pairs(self, label_paths, other_paths, other_kind, check_names=True):
+        """Raise ValueError naming the first label file without its partner (by ``pair_key``, then count)."""
+        for label_path, other_path in zip(label_paths, other_paths) if check_names else ():
+            if self.pair_key(label_path) != self.pair_key(other_path):
+                raise ValueError(
+                    f"label/{other_kind} pairing mismatch: {label_path} (key {self.pair_key(label_path)!r}) is "
+                    f"paired with {other_path} (key {self.pair_key(other_path)!r}) in natural order; "
+                    f"{len(label_paths)} label files vs {len(other_paths)} {other_kind} files. Remove the "
+                    "unpaired files (or pass --no_pairing_check if the names differ on purpose)"
+                )
+        if len(label_paths) != len(other_paths):
+            longer = label_paths if len(label_paths) > len(other_paths) else other_paths
+            extra = longer[min(len(label_paths), len(other_paths))]
+            raise ValueError(
+                f"{len(label_paths)} label files but {len(other_paths)} {other_kind} files; first unpaired "
+                f"file: {extra}"
+            )
+
+    def load_label(self, path):
+        """Read, remap and validate one label map -> int64 array [H,W] of channel indices."""
+        array = self.remap_label(read_integer_map(path, "label map"), path)
+        opt = self.opt
+        if opt.contain_dontcare_label:
+            array = np.where(array == 255, opt.label_nc, array)
+        bad = (array < 0) | (array >= self.num_label_values)
+        if bad.any():
+            values = np.unique(array[bad])
+            shown = ", ".join(str(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
+            dontcare = " (value 255 = dontcare maps to label_nc)" if opt.contain_dontcare_label else ""
+            raise ValueError(
+                f"label map {path} contains value(s) {shown} outside the valid range "
+                f"[0, {self.num_label_values - 1}] for --label_nc {opt.label_nc}"
+                f"{' with --contain_dontcare_label' if opt.contain_dontcare_label else ''}{dontcare}"
+            )
+        return array
+
+    # ------------------------------------------------------------------ Dataset API
+    def __len__(self):
+        return len(self.label_paths)
+
+    def __getitem__(self, index):
+        opt = self.opt
+        label_path = self.label_paths[index]
+        label = self.load_label(label_path)
+        height, width = label.shape
+        rng = np.random.default_rng([int(getattr(opt, "seed", 0)), int(self.epoch), int(index)])
+        params = get_params(opt, (width, height), rng)
+        label_tensor = transform_map(label, opt, params)
+
+        image_path = self.image_paths[index]
+        image = read_rgb(image_path)
+        if image.size != (width, height) and opt.preprocess_mode in ("crop", "none"):
+            raise ValueError(
+                f"image {image_path} is {image.size[0]}x{image.size[1]} but its label map {label_path} is "
+                f"{width}x{height}; --preprocess_mode {opt.preprocess_mode} needs equal sizes"
+            )
+        image_tensor = transform_image(image, opt, params)
+        if image_tensor.shape[1:] != label_tensor.shape[1:]:
+            raise ValueError(
+                f"image {image_path} ({image.size[0]}x{image.size[1]}) and label map {label_path} "
+                f"({width}x{height}) give different sizes after preprocessing: "
+                f"{tuple(image_tensor.shape[1:])} vs {tuple(label_tensor.shape[1:])}"
+            )
+
+        if opt.no_instance:
+            instance_tensor = torch.zeros_like(label_tensor)
+        else:
+            instance_path = self.instance_paths[index]
+            instance = read_integer_map(instance_path, "instance map")
+            if instance.shape != label.shape:
+                raise ValueError(
+                    f"instance map {instance_path} is {instance.shape[1]}x{instance.shape[0]} but its label map "
+                    f"{label_path} is {width}x{height}"
+                )
+            instance_tensor = transform_map(instance, opt, params)
+
+        return self.postprocess({
+            "label": label_tensor,
+            "instance": instance_tensor,
+            "image": image_tensor,
+            "path": image_path,
+            "label_path": label_path,
+        })
+
+    def postprocess(self, sample):
+        """Hook for dataset-specific changes of a finished sample (default: none)."""
+        return sample

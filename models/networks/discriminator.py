@@ -1,0 +1,94 @@
+"""Multiscale PatchGAN discriminator (SPADE's, unchanged by DAGAN)."""
+
+import logging
+import math
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base_network import BaseNetwork
+from .normalization import get_nonspade_norm_layer
+
+logger = logging.getLogger(__name__)
+
+LRELU_SLOPE = 0.2
+
+
+def add_argument_once(parser, flag, **kwargs):
+    """Add ``flag`` unless the options module already declares it (no duplicate-flag errors)."""
+    if flag not in parser._option_string_actions:
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+class NLayerDiscriminator(BaseNetwork):
+    """PatchGAN. ``forward(x [B, semantic_nc+3, H, W])`` -> list of every layer's output; the last is
+    the patch score map [B,1,h,w]. Kernel 4, padding 2; first conv with bias and no norm; then
+    ``n_layers_D - 1`` norm_D convs (stride 2, the last stride 1, width doubling up to 512); final conv
+    to 1 channel with bias. Submodules ``model0`` .. ``model<n_layers_D>`` (official key layout).
+    """
+
+    def __init__(self, input_nc, ndf=64, n_layers_D=4, norm_D="spectralinstance"):
+        super().__init__()
+        if n_layers_D < 1:
+            raise ValueError(f"--n_layers_D must be >= 1, got {n_layers_D}")
+        kw = 4
+        padw = int(math.ceil((kw - 1.0) / 2))
+        nf = ndf
+        norm_layer = get_nonspade_norm_layer(norm_D)
+        sequence = [[nn.Conv2d(input_nc, nf, kernel_size=kw, stride=2, padding=padw),
+                     nn.LeakyReLU(LRELU_SLOPE, False)]]
+        for n in range(1, n_layers_D):
+            nf_prev = nf
+            nf = min(nf * 2, 512)
+            stride = 1 if n == n_layers_D - 1 else 2
+            sequence += [[norm_layer(nn.Conv2d(nf_prev, nf, kernel_size=kw, stride=stride, padding=padw)),
+                          nn.LeakyReLU(LRELU_SLOPE, False)]]
+        sequence += [[nn.Conv2d(nf, 1, kernel_size=kw, stride=1, padding=padw)]]
+        for n, layers in enumerate(sequence):
+            self.add_module(f"model{n}", nn.Sequential(*layers))
+
+    def forward(self, input):
+        results = [input]
+        for submodel in self.children():
+            results.append(submodel(results[-1]))
+        return results[1:]
+
+
+class MultiscaleDiscriminator(BaseNetwork):
+    """``num_D`` PatchGANs; D_k sees the input average-pooled k times (k3, s2, p1, no pad counting).
+
+    ``forward(x [B, semantic_nc+3, H, W]) -> list (per scale) of lists of features`` (each inner list
+    as :class:`NLayerDiscriminator` returns it, the score map last). Feature matching uses all but the
+    last entry; the GAN loss uses the last.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        add_argument_once(parser, "--num_D", type=int, default=2,
+                          help="number of discriminators at different scales")
+        add_argument_once(parser, "--n_layers_D", type=int, default=4,
+                          help="number of layers of each PatchGAN discriminator")
+        add_argument_once(parser, "--ndf", type=int, default=64,
+                          help="number of discriminator filters in the first conv layer")
+        return parser
+
+    def __init__(self, opt):
+        super().__init__()
+        if opt.num_D < 1:
+            raise ValueError(f"--num_D must be >= 1, got {opt.num_D}")
+        input_nc = opt.semantic_nc + getattr(opt, "output_nc", 3)
+        for i in range(opt.num_D):
+            self.add_module(f"discriminator_{i}",
+                            NLayerDiscriminator(input_nc, opt.ndf, opt.n_layers_D, opt.norm_D))
+
+    @staticmethod
+    def downsample(x):
+        return F.avg_pool2d(x, kernel_size=3, stride=2, padding=[1, 1], count_include_pad=False)
+
+    def forward(self, input):
+        result = []
+        for discriminator in self.children():
+            result.append(discriminator(input))
+            input = self.downsample(input)
+        return result

@@ -1,0 +1,206 @@
+"""Generators: SPADE / GauGAN (``--netG spade``) and DAGAN (``--netG dagan``, the default).
+
+DAGAN = the SPADE backbone + the official DAGAN tail (SPEC section 2); the paper's variants (SPEC
+section 3) are options of the DAGAN generator. ``--netG dagan --no_sam --no_cam`` is exactly SPADE
+(same state-dict keys, same forward).
+"""
+
+import logging
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .architecture import LRELU_SLOPE, SPADEResnetBlock
+from .attention import CAM_MODES, ChannelAttention, ScaleFusion, SpatialAttention
+from .base_network import BaseNetwork
+from .normalization import SegmapPyramid
+
+logger = logging.getLogger(__name__)
+
+UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
+
+
+def compute_latent_vector_size(opt):
+    """(sw, sh) of the latent grid: crop_size / 2**n_up wide, height from the aspect ratio."""
+    mode = opt.num_upsampling_layers
+    if mode not in UPSAMPLING_LAYERS:
+        raise ValueError(
+            f"--num_upsampling_layers {mode!r} not recognised; known: {', '.join(UPSAMPLING_LAYERS)}"
+        )
+    num_up = UPSAMPLING_LAYERS[mode]
+    sw = opt.crop_size // (2 ** num_up)
+    sh = round(sw / opt.aspect_ratio)
+    if sw < 1 or sh < 1:
+        raise ValueError(
+            f"--crop_size {opt.crop_size} with --aspect_ratio {opt.aspect_ratio} and "
+            f"--num_upsampling_layers {mode} gives an empty latent grid ({sh}x{sw}); "
+            f"crop_size must be at least {2 ** num_up} and round((crop_size // {2 ** num_up}) / aspect_ratio) >= 1"
+        )
+    return sw, sh
+
+
+class SPADEGenerator(BaseNetwork):
+    """SPADE / GauGAN generator (the paper's baseline B1).
+
+    ``forward(seg [B,semantic_nc,H,W], z [B,z_dim] or None) -> image [B,3,H,W] in [-1,1]`` where
+    W = crop_size and H = round(crop_size / aspect_ratio) (the input's own size is not used for the
+    latent grid, as in the reference). With ``use_vae`` and ``z=None`` a z ~ N(0, I) is drawn.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        nf = opt.ngf
+        self.ngf = nf
+        self.use_vae = bool(opt.use_vae)
+        self.z_dim = opt.z_dim
+        self.num_upsampling_layers = opt.num_upsampling_layers
+        self.sw, self.sh = compute_latent_vector_size(opt)
+        semantic_nc = opt.semantic_nc
+        # The label channels are one-hot (SPADE's fast path looks them up); any instance edge map
+        # channel after them is convolved densely.
+        self.onehot_channels = min(semantic_nc, opt.label_nc + (1 if getattr(opt, "contain_dontcare_label", False) else 0))
+
+        if self.use_vae:
+            self.fc = nn.Linear(opt.z_dim, 16 * nf * self.sw * self.sh)
+        else:
+            # Deterministic start: the label map downsampled to the latent grid.
+            self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
+
+        widths = {
+            "head_0": (16 * nf, 16 * nf),
+            "G_middle_0": (16 * nf, 16 * nf),
+            "G_middle_1": (16 * nf, 16 * nf),
+            "up_0": (16 * nf, 8 * nf),
+            "up_1": (8 * nf, 4 * nf),
+            "up_2": (4 * nf, 2 * nf),
+            "up_3": (2 * nf, 1 * nf),
+        }
+        if self.num_upsampling_layers == "most":
+            widths["up_4"] = (1 * nf, nf // 2)
+        for name, (fin, fout) in widths.items():
+            self.add_module(name, SPADEResnetBlock(fin, fout, opt.norm_G, semantic_nc))
+        self.block_names = list(widths)
+        self.block_channels = {name: fout for name, (_, fout) in widths.items()}
+        self.final_nc = widths[self.block_names[-1]][1]
+        self.conv_img = nn.Conv2d(self.final_nc, 3, 3, padding=1)
+
+    def _upsample_before(self, name):
+        if name == "head_0":
+            return False
+        if name == "G_middle_1":
+            return self.num_upsampling_layers in ("more", "most")
+        return True
+
+    def backbone(self, seg, z=None):
+        """Run fc and every block; returns [(block input, block output)] in block order."""
+        # One resize per feature size, shared by all SPADE layers (see SegmapPyramid).
+        pyramid = SegmapPyramid(seg, self.onehot_channels)
+        if self.use_vae:
+            if z is None:
+                z = torch.randn(seg.size(0), self.z_dim, dtype=torch.float32, device=seg.device)
+            x = self.fc(z).view(-1, 16 * self.ngf, self.sh, self.sw)
+        else:
+            x = self.fc(pyramid.at((self.sh, self.sw)))
+        trace = []
+        for name in self.block_names:
+            if self._upsample_before(name):
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            out = getattr(self, name)(x, pyramid)
+            trace.append((x, out))
+            x = out
+        return trace
+
+    def to_image(self, x):
+        return torch.tanh(self.conv_img(F.leaky_relu(x, LRELU_SLOPE)))
+
+    def forward(self, input, z=None):
+        return self.to_image(self.backbone(input, z)[-1][1])
+
+
+class DAGANGenerator(SPADEGenerator):
+    """DAGAN generator: SPADE backbone + SAM + CAM on the last backbone feature.
+
+    ``forward(seg [B,semantic_nc,H,W], z=None) -> image [B,3,H,W]`` and
+    ``forward_with_attention(seg, z=None) -> (image, {'sam': A_s [B,1,H,W], 'cam': delta [B,C]})``
+    (a key is absent when its branch is disabled), C = ngf (ngf // 2 with ``most``).
+
+    Official tail (default): with F the last block's output (``up_3``, C channels) and X the
+    upsampled output of the block before it (2C channels, the input of ``up_3``),
+    F~ = conv_64(X) (3x3, 2C -> C), F_s = SAM(F), F_c = CAM-II(F~, F) = F~ + delta * F, and the
+    image is tanh(conv_img(lReLU(F_c + F_s))). With one branch disabled the image comes from that
+    branch alone; with both disabled it is SPADE's. With ``most`` the same tail sits on the last two
+    blocks (X = upsampled ``up_3`` output, nf channels; F = ``up_4`` output, nf // 2 channels).
+
+    ``--cam_scales K > 1`` (paper Eq. 5): F~ fuses K scales, counting back from the block before the
+    last: conv_64(X) as above, plus each earlier block output through its own 1x1 conv to C channels
+    at its own resolution, nearest-upsampled to F's size; the K maps are concatenated and fused by a
+    1x1 conv K*C -> C (``cam_fusion``, see :class:`ScaleFusion`). K=1 is the official model.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        parser.add_argument("--no_sam", action="store_true",
+                            help="DAGAN: no position-wise spatial attention module (SAM)")
+        parser.add_argument("--no_cam", action="store_true",
+                            help="DAGAN: no scale-wise channel attention module (CAM)")
+        parser.add_argument("--cam_mode", type=str, default="II", choices=CAM_MODES,
+                            help="DAGAN CAM fusion: II (Eq. 9, official) F~ + delta*F; I (Eq. 8) delta*F~ + F")
+        parser.add_argument("--cam_scales", type=int, default=1,
+                            help="DAGAN: backbone scales fused into CAM's F~ (Eq. 5); 1 = official conv_64 only")
+        return parser
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.use_sam = not getattr(opt, "no_sam", False)
+        self.use_cam = not getattr(opt, "no_cam", False)
+        self.cam_scales = int(getattr(opt, "cam_scales", 1))
+        cam_mode = getattr(opt, "cam_mode", "II")
+        max_scales = len(self.block_names) - 1
+        if self.use_cam and not 1 <= self.cam_scales <= max_scales:
+            raise ValueError(
+                f"--cam_scales must be in [1, {max_scales}] for --num_upsampling_layers "
+                f"{self.num_upsampling_layers}, got {self.cam_scales}"
+            )
+        tail_nc = self.final_nc
+        tail_in = self.block_channels[self.block_names[-2]]
+        if self.use_cam:
+            self.conv_64 = nn.Conv2d(tail_in, tail_nc, 3, padding=1)
+            self.cab = ChannelAttention(2 * tail_nc, tail_nc, mode=cam_mode)
+            if self.cam_scales > 1:
+                earlier = self.block_names[-2 - (self.cam_scales - 1):-2]
+                # Ordered nearest scale first, matching the order of the feature list in forward.
+                channels = [self.block_channels[name] for name in reversed(earlier)]
+                self.cam_fusion = ScaleFusion(channels, tail_nc)
+        if self.use_sam:
+            self.spatialAtt = SpatialAttention()
+
+    def attend(self, trace):
+        """The DAGAN tail: (fused feature [B,C,H,W], attention dict)."""
+        x_in, feat = trace[-1]
+        attention = {}
+        if self.use_cam:
+            previous = self.conv_64(x_in)
+            if self.cam_scales > 1:
+                others = [trace[-2 - k][1] for k in range(1, self.cam_scales)]
+                previous = self.cam_fusion(previous, others)
+            x_channel, delta = self.cab(previous, feat)
+            attention["cam"] = delta
+        if self.use_sam:
+            x_spatial, attention["sam"] = self.spatialAtt(feat)
+        if self.use_cam and self.use_sam:
+            fused = x_channel + x_spatial
+        elif self.use_cam:
+            fused = x_channel
+        elif self.use_sam:
+            fused = x_spatial
+        else:
+            fused = feat
+        return fused, attention
+
+    def forward_with_attention(self, input, z=None):
+        fused, attention = self.attend(self.backbone(input, z))
+        return self.to_image(fused), attention
+
+    def forward(self, input, z=None):
+        return self.forward_with_attention(input, z)[0]

@@ -1,0 +1,267 @@
+"""Normalisation layers: SPADE, parameter-free norms, spectral norm helpers, sync-BN conversion.
+
+Spectral normalisation uses the old-style ``torch.nn.utils.spectral_norm`` on purpose: it stores
+``weight_orig``, ``weight_u`` and ``weight_v`` in the state dict, which is the key layout of the
+official SPADE / DAGAN checkpoints (see ``checkpoint_layout/``). The parametrization-based variant
+would name the keys differently and official files would not load with ``strict=True``.
+"""
+
+import logging
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import spectral_norm
+
+logger = logging.getLogger(__name__)
+
+SPADE_HIDDEN = 128
+PARAM_FREE_NORMS = ("instance", "syncbatch", "batch")
+
+
+def param_free_norm(kind, num_features):
+    """A normalisation without learned affine parameters.
+
+    ``syncbatch`` builds a plain BatchNorm2d: torch's SyncBatchNorm raises on CPU tensors, so the
+    cross-device version is swapped in by :func:`convert_sync_batchnorm` only under multi-GPU DDP.
+    The state-dict keys (running_mean, running_var, num_batches_tracked) are the same either way.
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(num_features, affine=False)
+    if kind in ("syncbatch", "batch"):
+        return nn.BatchNorm2d(num_features, affine=False)
+    raise ValueError(f"unknown parameter-free norm {kind!r}; known: {', '.join(PARAM_FREE_NORMS)}")
+
+
+def parse_spade_config(config_text):
+    """'spadesyncbatch3x3' -> ('syncbatch', 3). ``spectral`` must already be stripped."""
+    match = re.fullmatch(r"spade(\D+)(\d+)x\d+", config_text)
+    if match is None:
+        raise ValueError(
+            f"norm_G {config_text!r} is not of the form [spectral]spade<norm><k>x<k>, "
+            "e.g. spectralspadesyncbatch3x3 or spadeinstance3x3"
+        )
+    kind, kernel = match.group(1), int(match.group(2))
+    if kind not in PARAM_FREE_NORMS:
+        raise ValueError(f"norm_G {config_text!r}: unknown norm {kind!r}; known: {', '.join(PARAM_FREE_NORMS)}")
+    if kernel % 2 == 0:
+        raise ValueError(f"norm_G {config_text!r}: the SPADE kernel size must be odd, got {kernel}")
+    return kind, kernel
+
+
+SPADE_IMPLS = ("fast", "ref")
+
+
+class SegmapPyramid:
+    """The segmentation map of one generator forward, nearest-resized once per feature size.
+
+    ``SegmapPyramid(segmap [B,C,H,W], onehot_channels=n)``; ``at(size) -> [B,C,h,w]`` (cached), and
+    ``labels_at(size) -> [B,h,w] int64`` class indices of the first ``n`` channels, or ``None`` when
+    those channels are not exactly one-hot (then SPADE falls back to dense convolutions).
+    Every SPADE layer of the reference resizes the full segmap itself; nearest resizing is pure index
+    selection, so resizing once per size and sharing it gives bit-identical inputs.
+    """
+
+    def __init__(self, segmap, onehot_channels=0):
+        self.segmap = segmap
+        self.onehot_channels = int(onehot_channels)
+        self._dense = {}
+        self._labels = {}
+        self._full_labels = None
+        self._checked = False
+
+    def _one_hot_labels(self):
+        n = self.onehot_channels
+        if self.segmap.dim() != 4 or self.segmap.size(1) < n or self.segmap.requires_grad:
+            return None
+        onehot = self.segmap[:, :n]
+        with torch.no_grad():
+            binary = bool(((onehot == 0) | (onehot == 1)).all())
+            if not binary or not bool((onehot.sum(dim=1) == 1).all()):
+                return None
+            return onehot.argmax(dim=1)
+
+    @property
+    def extra_channels(self):
+        return self.segmap.size(1) - self.onehot_channels
+
+    def at(self, size):
+        size = tuple(int(s) for s in size)
+        if size not in self._dense:
+            if tuple(self.segmap.shape[2:]) == size:
+                self._dense[size] = self.segmap
+            else:
+                self._dense[size] = F.interpolate(self.segmap, size=size, mode="nearest")
+        return self._dense[size]
+
+    def labels_at(self, size):
+        if not self._checked:
+            # Checked once per forward, on first use: soft or malformed maps take the dense path.
+            self._checked = True
+            self._full_labels = self._one_hot_labels() if self.onehot_channels > 0 else None
+        if self._full_labels is None:
+            return None
+        size = tuple(int(s) for s in size)
+        if size not in self._labels:
+            labels = self._full_labels
+            if tuple(labels.shape[1:]) != size:
+                # float32 holds class ids exactly; nearest picks the same source pixels as for the map.
+                labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+            self._labels[size] = labels
+        return self._labels[size]
+
+
+def onehot_conv2d(labels, extra, conv):
+    """``conv`` applied to a segmap given as class indices: the same sums, without the zeros.
+
+    ``labels [B,H,W]`` int64 in [0, n) stand for the first n one-hot input channels of ``conv``;
+    ``extra [B,E,H,W]`` (or None) are its remaining input channels, convolved densely. Zero padding
+    is an extra all-zero row of the lookup table. A kxk convolution of a one-hot map is, per output
+    pixel, the sum of k*k weight columns picked by the neighbouring labels, so it runs as one
+    ``embedding_bag`` (gradients reach ``conv.weight`` and ``conv.bias`` as usual).
+    Returns [B,O,H,W] (channels-last strides).
+    """
+    weight, bias = conv.weight, conv.bias
+    out_c, _, kh, kw = weight.shape
+    batch, height, width = labels.shape
+    n = weight.size(1) - (0 if extra is None else extra.size(1))
+    # table[(i*kw + j)*(n+1) + c] = weight[:, c, i, j]; row n of each tap is the zero padding.
+    taps = weight[:, :n].permute(2, 3, 1, 0).reshape(kh * kw, n, out_c)
+    table = torch.cat([taps, taps.new_zeros(kh * kw, 1, out_c)], dim=1).reshape(-1, out_c)
+    pad_h, pad_w = kh // 2, kw // 2
+    padded = F.pad(labels, (pad_w, pad_w, pad_h, pad_h), value=n)
+    offsets = torch.arange(kh * kw, device=labels.device) * (n + 1)
+    windows = padded.unfold(1, kh, 1).unfold(2, kw, 1)  # [B,H,W,kh,kw]
+    index = windows.reshape(batch * height * width, kh * kw) + offsets
+    out = F.embedding_bag(index, table, mode="sum")
+    if bias is not None:
+        out = out + bias
+    out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2)
+    if extra is not None:
+        out = out + F.conv2d(extra, weight[:, n:], None, padding=(pad_h, pad_w))
+    return out
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalisation.
+
+    ``forward(x [B,C,H,W], segmap) -> [B,C,H,W]``: x is normalised without learned
+    parameters, then modulated as ``norm(x) * (1 + gamma) + beta`` where gamma and beta are predicted
+    from the segmap resized (nearest) to (H, W). ``segmap`` is a tensor [B,label_nc,h,w] or a
+    :class:`SegmapPyramid` shared by the generator's SPADE layers.
+
+    ``impl`` selects the computation (same parameters, same results to float rounding):
+    'fast' (default) convolves one-hot segmaps by table lookup (:func:`onehot_conv2d`) and runs
+    ``mlp_gamma`` and ``mlp_beta`` as one convolution with their weights concatenated at run time
+    (cached in eval mode); 'ref' is the plain SPADE computation, kept as the reference for tests.
+    The state-dict layout is the official one either way.
+    """
+
+    def __init__(self, config_text, norm_nc, label_nc):
+        super().__init__()
+        kind, kernel = parse_spade_config(config_text)
+        pad = kernel // 2
+        self.impl = "fast"
+        self.param_free_norm = param_free_norm(kind, norm_nc)
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, SPADE_HIDDEN, kernel, padding=pad), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(SPADE_HIDDEN, norm_nc, kernel, padding=pad)
+        self.mlp_beta = nn.Conv2d(SPADE_HIDDEN, norm_nc, kernel, padding=pad)
+        self._fused_cache = None
+
+    def forward(self, x, segmap):
+        if self.impl == "ref":
+            return self.forward_reference(x, segmap)
+        if self.impl != "fast":
+            raise ValueError(f"SPADE.impl must be one of {', '.join(SPADE_IMPLS)}, got {self.impl!r}")
+        normalized = self.param_free_norm(x)
+        if not isinstance(segmap, SegmapPyramid):
+            segmap = SegmapPyramid(segmap)
+        size = x.shape[2:]
+        labels = segmap.labels_at(size)
+        if labels is not None:
+            extra = segmap.at(size)[:, segmap.onehot_channels:] if segmap.extra_channels else None
+            actv = F.relu(onehot_conv2d(labels, extra, self.mlp_shared[0]))
+        else:
+            actv = self.mlp_shared(segmap.at(size))
+        weight, bias = self._gamma_beta_weights()
+        gamma, beta = F.conv2d(actv, weight, bias, padding=self.mlp_gamma.padding).chunk(2, dim=1)
+        return torch.addcmul(beta, normalized, 1 + gamma)
+
+    def _gamma_beta_weights(self):
+        params = (self.mlp_gamma.weight, self.mlp_beta.weight, self.mlp_gamma.bias, self.mlp_beta.bias)
+        if self.training or torch.is_grad_enabled():
+            self._fused_cache = None
+            return torch.cat(params[:2]), torch.cat(params[2:])
+        # Inference: concatenate once; the key notices in-place updates (optimizer steps, loading).
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if self._fused_cache is None or self._fused_cache[0] != key:
+            self._fused_cache = (key, torch.cat(params[:2]), torch.cat(params[2:]))
+        return self._fused_cache[1], self._fused_cache[2]
+
+    def forward_reference(self, x, segmap):
+        if isinstance(segmap, SegmapPyramid):
+            segmap = segmap.segmap
+        normalized = self.param_free_norm(x)
+        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        actv = self.mlp_shared(segmap)
+        gamma = self.mlp_gamma(actv)
+        beta = self.mlp_beta(actv)
+        return normalized * (1 + gamma) + beta
+
+
+def set_spade_impl(module, impl):
+    """Set ``impl`` ('fast' | 'ref') of every SPADE layer inside ``module``; returns ``module``."""
+    if impl not in SPADE_IMPLS:
+        raise ValueError(f"unknown SPADE impl {impl!r}; known: {', '.join(SPADE_IMPLS)}")
+    for m in module.modules():
+        if isinstance(m, SPADE):
+            m.impl = impl
+    return module
+
+
+def _out_channels(layer):
+    if hasattr(layer, "out_channels"):
+        return layer.out_channels
+    return layer.weight.size(0)
+
+
+def get_nonspade_norm_layer(norm_type):
+    """Return ``wrap(layer)`` applying ``norm_type`` (e.g. 'spectralinstance') to a conv layer.
+
+    'spectral' wraps the layer in spectral norm; the rest names a norm appended after it:
+    instance (affine=False), batch / syncbatch / sync_batch (affine=True, as SPADE), none / ''.
+    When a norm follows, the conv's bias is removed (the norm would cancel it), which is what gives
+    the official discriminator / encoder keys (``model1.0.0.weight_orig`` and no bias).
+    """
+    def wrap(layer):
+        subnorm = norm_type
+        if subnorm.startswith("spectral"):
+            layer = spectral_norm(layer)
+            subnorm = subnorm[len("spectral"):]
+        if subnorm in ("none", ""):
+            return layer
+        if getattr(layer, "bias", None) is not None:
+            delattr(layer, "bias")
+            layer.register_parameter("bias", None)
+        channels = _out_channels(layer)
+        if subnorm == "instance":
+            norm = nn.InstanceNorm2d(channels, affine=False)
+        elif subnorm in ("batch", "syncbatch", "sync_batch"):
+            norm = nn.BatchNorm2d(channels, affine=True)
+        else:
+            raise ValueError(
+                f"unknown norm {norm_type!r}; expected [spectral](instance|batch|syncbatch|none)"
+            )
+        return nn.Sequential(layer, norm)
+
+    return wrap
+
+
+def convert_sync_batchnorm(module):
+    """Swap every BatchNorm for torch's SyncBatchNorm (keys unchanged).
+
+    Only for multi-GPU CUDA DDP: SyncBatchNorm raises on CPU tensors, and on one device it equals
+    BatchNorm. Called by the training pipeline after the networks are on their CUDA device.
+    """
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

@@ -1,0 +1,189 @@
+"""The SPADE / DAGAN training and inference model: networks, input preprocessing and losses.
+
+``model(data, mode)`` with mode 'generator' -> (loss dict, fake), 'discriminator' -> loss dict,
+'encode' -> (z, mu, logvar), 'inference' -> fake. The trainer sums the dicts and steps optimisers.
+"""
+
+import logging
+
+import torch
+import torch.nn as nn
+
+from models import networks
+
+logger = logging.getLogger(__name__)
+
+MODES = ("generator", "discriminator", "encode", "inference")
+
+
+def instance_edges(instance):
+    """[B,1,H,W] int ids -> float [B,1,H,W]: 1 where a pixel's id differs from its left/right or
+    top/bottom neighbour (both pixels of a differing pair are marked)."""
+    edge = torch.zeros_like(instance, dtype=torch.bool)
+    horizontal = instance[:, :, :, 1:] != instance[:, :, :, :-1]
+    vertical = instance[:, :, 1:, :] != instance[:, :, :-1, :]
+    edge[:, :, :, 1:] |= horizontal
+    edge[:, :, :, :-1] |= horizontal
+    edge[:, :, 1:, :] |= vertical
+    edge[:, :, :-1, :] |= vertical
+    return edge.float()
+
+
+class Pix2PixModel(nn.Module):
+    """G (+ D, E) and the losses of SPADE, used unchanged by DAGAN.
+
+    Inputs: the data batch dict of the contract ('label' int64 [B,1,H,W], 'instance' int64 [B,1,H,W],
+    'image' float [B,3,H,W] in [-1,1], 'label_path' list[str]). Outputs by mode:
+    generator -> ({'GAN','GAN_Feat','VGG','KLD'} present ones, fake [B,3,H,W]);
+    discriminator -> {'D_Fake','D_real'}; encode -> (z, mu, logvar) [B,z_dim];
+    inference -> fake [B,3,H,W] (no_grad; with --use_vae the style comes from data['image']).
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train, args=None):
+        """Network flags; ``args`` is the command line being parsed (default sys.argv[1:])."""
+        return networks.modify_commandline_options(parser, is_train, args)
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.device = getattr(opt, "device", None) or torch.device("cpu")
+        self.netG = networks.define_G(opt)
+        self.netD = networks.define_D(opt) if opt.isTrain else None
+        self.netE = networks.define_E(opt) if opt.use_vae else None
+        self.model_names = ["G"] + (["D"] if self.netD is not None else []) + (["E"] if self.netE is not None else [])
+        if opt.isTrain:
+            self.criterionGAN = networks.GANLoss(opt.gan_mode)
+            self.criterionFeat = nn.L1Loss()
+            if not opt.no_vgg_loss:
+                self.criterionVGG = networks.VGGLoss(getattr(opt, "vgg_weights", None))
+            if opt.use_vae:
+                self.KLDLoss = networks.KLDLoss()
+        self.to(self.device)
+
+    # ------------------------------------------------------------------ entry point
+    def forward(self, data, mode):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        input_semantics, real_image = self.preprocess_input(data)
+        if mode == "generator":
+            return self.compute_generator_loss(input_semantics, real_image)
+        if mode == "discriminator":
+            return self.compute_discriminator_loss(input_semantics, real_image)
+        if mode == "encode":
+            return self.encode_z(real_image)
+        with torch.no_grad():
+            fake_image, _ = self.generate_fake(input_semantics, real_image)
+        return fake_image
+
+    def create_optimizers(self, opt):
+        """Adam for G (+E) and D. TTUR (default): G lr/2, D lr*2, betas (0, 0.9);
+        --no_TTUR: lr and (beta1, beta2) for both. optD is None when not training."""
+        G_params = list(self.netG.parameters())
+        if self.netE is not None:
+            G_params += list(self.netE.parameters())
+        if opt.no_TTUR:
+            beta1, beta2 = opt.beta1, opt.beta2
+            G_lr, D_lr = opt.lr, opt.lr
+        else:
+            beta1, beta2 = 0.0, 0.9
+            G_lr, D_lr = opt.lr / 2, opt.lr * 2
+        optimizer_G = torch.optim.Adam(G_params, lr=G_lr, betas=(beta1, beta2))
+        optimizer_D = None
+        if self.netD is not None:
+            optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=D_lr, betas=(beta1, beta2))
+        return optimizer_G, optimizer_D
+
+    # ------------------------------------------------------------------ input
+    def preprocess_input(self, data):
+        """-> (input_semantics [B,semantic_nc,H,W] one-hot (+ instance edge map), real image [B,3,H,W])."""
+        label_map = data["label"].to(self.device, non_blocking=True).long()
+        if label_map.dim() != 4 or label_map.size(1) != 1:
+            raise ValueError(f"data['label'] must be [B,1,H,W], got shape {tuple(label_map.shape)}")
+        nc = self.opt.label_nc + (1 if self.opt.contain_dontcare_label else 0)
+        self._check_label_range(label_map, nc, data)
+        bs, _, h, w = label_map.size()
+        input_semantics = torch.zeros(bs, nc, h, w, device=self.device).scatter_(1, label_map, 1.0)
+        if not self.opt.no_instance:
+            instance = data["instance"].to(self.device, non_blocking=True)
+            input_semantics = torch.cat((input_semantics, instance_edges(instance)), dim=1)
+        real_image = data["image"].to(self.device, non_blocking=True)
+        return input_semantics, real_image
+
+    @staticmethod
+    def _check_label_range(label_map, nc, data):
+        low, high = int(label_map.min()), int(label_map.max())
+        if low >= 0 and high < nc:
+            return
+        paths = data.get("label_path") or ["<unknown label file>"] * label_map.size(0)
+        for i in range(label_map.size(0)):
+            sample = label_map[i]
+            bad = sample[(sample < 0) | (sample >= nc)]
+            if bad.numel():
+                path = paths[i] if i < len(paths) else "<unknown label file>"
+                raise ValueError(
+                    f"label value {int(bad[0])} out of range [0, {nc}) in {path} "
+                    f"(label_nc={nc} channels incl. dontcare); check --label_nc / --contain_dontcare_label"
+                )
+
+    # ------------------------------------------------------------------ losses
+    def compute_generator_loss(self, input_semantics, real_image):
+        G_losses = {}
+        fake_image, KLD_loss = self.generate_fake(input_semantics, real_image, compute_kld_loss=self.opt.use_vae)
+        if KLD_loss is not None:
+            G_losses["KLD"] = KLD_loss
+        pred_fake, pred_real = self.discriminate(input_semantics, fake_image, real_image)
+        G_losses["GAN"] = self.criterionGAN(pred_fake, True, for_discriminator=False)
+        if not self.opt.no_ganFeat_loss:
+            num_D = len(pred_fake)
+            feat_loss = fake_image.new_zeros(())
+            for fake_feats, real_feats in zip(pred_fake, pred_real):
+                # The last output is the score map (GAN loss); match every layer before it.
+                for fake_f, real_f in zip(fake_feats[:-1], real_feats[:-1]):
+                    feat_loss = feat_loss + self.criterionFeat(fake_f, real_f.detach()) * self.opt.lambda_feat / num_D
+            G_losses["GAN_Feat"] = feat_loss
+        if not self.opt.no_vgg_loss:
+            G_losses["VGG"] = self.criterionVGG(fake_image, real_image) * self.opt.lambda_vgg
+        return G_losses, fake_image
+
+    def compute_discriminator_loss(self, input_semantics, real_image):
+        with torch.no_grad():
+            fake_image, _ = self.generate_fake(input_semantics, real_image)
+        fake_image = fake_image.detach().requires_grad_()
+        pred_fake, pred_real = self.discriminate(input_semantics, fake_image, real_image)
+        return {
+            "D_Fake": self.criterionGAN(pred_fake, False, for_discriminator=True),
+            "D_real": self.criterionGAN(pred_real, True, for_discriminator=True),
+        }
+
+    # ------------------------------------------------------------------ networks
+    def encode_z(self, real_image):
+        if self.netE is None:
+            raise ValueError("mode 'encode' needs the image encoder: train/test with --use_vae")
+        mu, logvar = self.netE(real_image)
+        return self.reparameterize(mu, logvar), mu, logvar
+
+    @staticmethod
+    def reparameterize(mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        return torch.randn_like(std) * std + mu
+
+    def generate_fake(self, input_semantics, real_image, compute_kld_loss=False):
+        z = None
+        KLD_loss = None
+        if self.opt.use_vae:
+            z, mu, logvar = self.encode_z(real_image)
+            if compute_kld_loss:
+                KLD_loss = self.KLDLoss(mu, logvar) * self.opt.lambda_kld
+        fake_image = self.netG(input_semantics, z=z)
+        return fake_image, KLD_loss
+
+    def discriminate(self, input_semantics, fake_image, real_image):
+        """D on fake and real in one pass (one concatenated batch), split back per scale and layer."""
+        fake_concat = torch.cat([input_semantics, fake_image], dim=1)
+        real_concat = torch.cat([input_semantics, real_image], dim=1)
+        out = self.netD(torch.cat([fake_concat, real_concat], dim=0))
+        n = fake_image.size(0)
+        pred_fake = [[t[:n] for t in scale] for scale in out]
+        pred_real = [[t[n:] for t in scale] for scale in out]
+        return pred_fake, pred_real

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Train DAGAN on ADE20K (150 classes + unlabeled channel, 256x256).
+# Official settings (SPEC section 6): global batch 8 on 1 GPU(s), 100 epochs at constant
+# learning rate + 100 epochs of linear decay. --batchSize is the global batch: torchrun splits it
+# evenly across all processes (it must divide by NNODES*NGPU).
+#
+# Data layout under $DATAROOT: ADEChallengeData2016 layout: images/ and annotations/ with _train_ / _val_ in the file names.
+#
+# Single node (default):
+#   ADE20K_DATAROOT=/data/ade20k NGPU=1 bash scripts/train_ade20k.sh [extra train.py flags]
+#   -> torchrun --standalone --nproc_per_node=$NGPU train.py <flags below>
+# Multi-node (M nodes, NGPU GPUs each; run the same command on every node with its own NODE_RANK):
+#   NNODES=M NODE_RANK=R RDZV_ENDPOINT=HOST:PORT bash scripts/train_ade20k.sh
+#   -> torchrun --nnodes M --node_rank R --nproc_per_node=$NGPU --rdzv_backend c10d \
+#        --rdzv_endpoint HOST:PORT train.py <flags below>
+# Resume an interrupted run by appending --continue_train.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATAROOT="${ADE20K_DATAROOT:-./datasets/ADEChallengeData2016}"
+NAME="${NAME:-ade20k_dagan}"
+NGPU="${NGPU:-1}"
+NNODES="${NNODES:-1}"
+TORCHRUN="${TORCHRUN:-torchrun}"
+
+FLAGS=(
+  --name "$NAME"
+  --dataset_mode ade20k --dataroot "$DATAROOT"
+  --label_nc 150
+  --contain_dontcare_label
+  --no_instance
+  --preprocess_mode resize_and_crop
+  --load_size 286
+  --crop_size 256
+  --aspect_ratio 1.0
+  --num_upsampling_layers normal
+  --batchSize 8
+  --niter 100 --niter_decay 100
+)
+
+if [ "$NNODES" -gt 1 ]; then
+  : "${NODE_RANK:?set NODE_RANK (0..NNODES-1) for multi-node training}"
+  : "${RDZV_ENDPOINT:?set RDZV_ENDPOINT=HOST:PORT of the rendezvous node}"
+  exec "$TORCHRUN" --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node="$NGPU" \
+    --rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" \
+    train.py "${FLAGS[@]}" "$@"
+fi
+exec "$TORCHRUN" --standalone --nproc_per_node="$NGPU" train.py "${FLAGS[@]}" "$@"

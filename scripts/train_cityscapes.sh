@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Train DAGAN on Cityscapes (35 label ids + instance edges, 512x256, 'more' upsampling).
+# Official settings (SPEC section 6): global batch 8 on 1 GPU(s), 100 epochs at constant
+# learning rate + 100 epochs of linear decay. --batchSize is the global batch: torchrun splits it
+# evenly across all processes (it must divide by NNODES*NGPU).
+#
+# Data layout under $DATAROOT: gtFine/{train,val}/<city>/*_gtFine_{labelIds,instanceIds}.png and leftImg8bit/{train,val}/<city>/*_leftImg8bit.png.
+#
+# Single node (default):
+#   CITYSCAPES_DATAROOT=/data/cityscapes NGPU=1 bash scripts/train_cityscapes.sh [extra train.py flags]
+#   -> torchrun --standalone --nproc_per_node=$NGPU train.py <flags below>
+# Multi-node (M nodes, NGPU GPUs each; run the same command on every node with its own NODE_RANK):
+#   NNODES=M NODE_RANK=R RDZV_ENDPOINT=HOST:PORT bash scripts/train_cityscapes.sh
+#   -> torchrun --nnodes M --node_rank R --nproc_per_node=$NGPU --rdzv_backend c10d \
+#        --rdzv_endpoint HOST:PORT train.py <flags below>
+# Resume an interrupted run by appending --continue_train.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATAROOT="${CITYSCAPES_DATAROOT:-./datasets/cityscapes}"
+NAME="${NAME:-cityscapes_dagan}"
+NGPU="${NGPU:-1}"
+NNODES="${NNODES:-1}"
+TORCHRUN="${TORCHRUN:-torchrun}"
+
+FLAGS=(
+  --name "$NAME"
+  --dataset_mode cityscapes --dataroot "$DATAROOT"
+  --label_nc 35
+  --preprocess_mode fixed
+  --load_size 512
+  --crop_size 512
+  --aspect_ratio 2.0
+  --num_upsampling_layers more
+  --batchSize 8
+  --niter 100 --niter_decay 100
+)
+
+if [ "$NNODES" -gt 1 ]; then
+  : "${NODE_RANK:?set NODE_RANK (0..NNODES-1) for multi-node training}"
+  : "${RDZV_ENDPOINT:?set RDZV_ENDPOINT=HOST:PORT of the rendezvous node}"
+  exec "$TORCHRUN" --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node="$NGPU" \
+    --rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" \
+    train.py "${FLAGS[@]}" "$@"
+fi
+exec "$TORCHRUN" --standalone --nproc_per_node="$NGPU" train.py "${FLAGS[@]}" "$@"

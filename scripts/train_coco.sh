@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Train DAGAN on COCO-Stuff (182 classes + dontcare, instance edges, 256x256).
+# Official settings (SPEC section 6): global batch 32 on 8 GPU(s), 50 epochs at constant
+# learning rate + 50 epochs of linear decay. --batchSize is the global batch: torchrun splits it
+# evenly across all processes (it must divide by NNODES*NGPU).
+#
+# Data layout under $DATAROOT: {train,val}_img/, {train,val}_label/ (255 = unlabeled), {train,val}_inst/.
+#
+# Single node (default):
+#   COCO_DATAROOT=/data/coco NGPU=8 bash scripts/train_coco.sh [extra train.py flags]
+#   -> torchrun --standalone --nproc_per_node=$NGPU train.py <flags below>
+# Multi-node (M nodes, NGPU GPUs each; run the same command on every node with its own NODE_RANK):
+#   NNODES=M NODE_RANK=R RDZV_ENDPOINT=HOST:PORT bash scripts/train_coco.sh
+#   -> torchrun --nnodes M --node_rank R --nproc_per_node=$NGPU --rdzv_backend c10d \
+#        --rdzv_endpoint HOST:PORT train.py <flags below>
+# Resume an interrupted run by appending --continue_train.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATAROOT="${COCO_DATAROOT:-./datasets/coco_stuff}"
+NAME="${NAME:-coco_dagan}"
+NGPU="${NGPU:-8}"
+NNODES="${NNODES:-1}"
+TORCHRUN="${TORCHRUN:-torchrun}"
+
+FLAGS=(
+  --name "$NAME"
+  --dataset_mode coco --dataroot "$DATAROOT"
+  --label_nc 182
+  --contain_dontcare_label
+  --preprocess_mode resize_and_crop
+  --load_size 286
+  --crop_size 256
+  --aspect_ratio 1.0
+  --num_upsampling_layers normal
+  --batchSize 32
+  --niter 50 --niter_decay 50
+)
+
+if [ "$NNODES" -gt 1 ]; then
+  : "${NODE_RANK:?set NODE_RANK (0..NNODES-1) for multi-node training}"
+  : "${RDZV_ENDPOINT:?set RDZV_ENDPOINT=HOST:PORT of the rendezvous node}"
+  exec "$TORCHRUN" --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node="$NGPU" \
+    --rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" \
+    train.py "${FLAGS[@]}" "$@"
+fi
+exec "$TORCHRUN" --standalone --nproc_per_node="$NGPU" train.py "${FLAGS[@]}" "$@"

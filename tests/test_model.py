@@ -1,0 +1,185 @@
+"""Tests of models/pix2pix_model.py: input preprocessing, loss modes, optimisers."""
+
+import argparse
+
+import pytest
+import torch
+import torch.nn as nn
+
+from models.pix2pix_model import Pix2PixModel, instance_edges
+
+
+def make_opt(**overrides):
+    values = dict(
+        netG="dagan", ngf=8, init_type="xavier", init_variance=0.02, z_dim=16, use_vae=False,
+        norm_G="spectralspadesyncbatch3x3", norm_D="spectralinstance", norm_E="spectralinstance",
+        num_upsampling_layers="normal", crop_size=32, aspect_ratio=1.0, label_nc=4,
+        contain_dontcare_label=True, no_instance=False, output_nc=3, netD="multiscale", ndf=8, num_D=2,
+        n_layers_D=4, no_sam=False, no_cam=False, cam_mode="II", cam_scales=1, isTrain=True,
+        gan_mode="hinge", no_ganFeat_loss=False, no_vgg_loss=True, vgg_weights=None, lambda_feat=10.0,
+        lambda_vgg=10.0, lambda_kld=0.05, lr=2e-4, beta1=0.5, beta2=0.999, no_TTUR=False,
+        device=torch.device("cpu"),
+    )
+    values.update(overrides)
+    values["semantic_nc"] = (values["label_nc"] + (1 if values["contain_dontcare_label"] else 0)
+                             + (0 if values["no_instance"] else 1))
+    return argparse.Namespace(**values)
+
+
+def make_batch(opt, batch=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    h = round(opt.crop_size / opt.aspect_ratio)
+    nc = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+    return {
+        "label": torch.randint(0, nc, (batch, 1, h, opt.crop_size), generator=gen),
+        "instance": torch.randint(0, 3, (batch, 1, h, opt.crop_size), generator=gen) * 1000,
+        "image": torch.rand(batch, 3, h, opt.crop_size, generator=gen) * 2 - 1,
+        "path": [f"img_{i}.jpg" for i in range(batch)],
+        "label_path": [f"/data/labels/label_{i}.png" for i in range(batch)],
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Pix2PixModel(make_opt())
+
+
+def test_instance_edges_by_hand():
+    inst = torch.tensor([[[[1, 1, 2],
+                           [1, 1, 2],
+                           [3, 3, 3]]]])
+    expected = torch.tensor([[[[0, 1, 1],
+                               [1, 1, 1],
+                               [1, 1, 1]]]], dtype=torch.float32)
+    assert torch.equal(instance_edges(inst), expected)
+    assert instance_edges(torch.full((1, 1, 4, 5), 26001)).sum() == 0
+
+
+def test_preprocess_one_hot_and_edges(model):
+    opt = model.opt
+    data = make_batch(opt)
+    semantics, image = model.preprocess_input(data)
+    assert semantics.shape == (2, opt.semantic_nc, 32, 32)
+    one_hot = semantics[:, :-1]
+    assert torch.equal(one_hot.sum(1), torch.ones(2, 32, 32))
+    assert torch.equal(one_hot.argmax(1, keepdim=True), data["label"])
+    assert torch.equal(semantics[:, -1:], instance_edges(data["instance"]))
+    assert torch.equal(image, data["image"])
+
+
+def test_preprocess_without_instance():
+    m = Pix2PixModel(make_opt(no_instance=True, contain_dontcare_label=False, isTrain=False))
+    semantics, _ = m.preprocess_input(make_batch(m.opt))
+    assert semantics.shape[1] == 4 and m.netD is None and m.netE is None
+
+
+def test_label_out_of_range_is_clear_error(model):
+    data = make_batch(model.opt)
+    data["label"][1, 0, 3, 7] = 9
+    with pytest.raises(ValueError, match=r"label value 9 .*label_1\.png"):
+        model.preprocess_input(data)
+    data["label"][1, 0, 3, 7] = -1
+    with pytest.raises(ValueError, match="label value -1"):
+        model.preprocess_input(data)
+
+
+def test_generator_mode_losses_and_gradients(model):
+    model.zero_grad(set_to_none=True)
+    losses, fake = model(make_batch(model.opt), mode="generator")
+    assert set(losses) == {"GAN", "GAN_Feat"}
+    assert fake.shape == (2, 3, 32, 32) and fake.requires_grad
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.netG.parameters())
+    assert float(model.netG.spatialAtt.conv.weight.grad.abs().sum()) > 0
+
+
+def test_discriminator_mode_does_not_touch_generator(model):
+    model.zero_grad(set_to_none=True)
+    losses = model(make_batch(model.opt), mode="discriminator")
+    assert set(losses) == {"D_Fake", "D_real"}
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.netG.parameters())
+    assert all(p.grad is not None for p in model.netD.parameters())
+    # Hinge at init: D outputs are near 0, so each term is near 1.
+    assert 0.5 < losses["D_Fake"].item() < 1.5 and 0.5 < losses["D_real"].item() < 1.5
+
+
+def test_fake_and_real_go_through_D_in_one_pass(model, monkeypatch):
+    calls = []
+    original = model.netD.forward
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return original(x)
+
+    monkeypatch.setattr(model.netD, "forward", counting)
+    model(make_batch(model.opt), mode="discriminator")
+    assert calls == [4]
+
+
+def test_feature_matching_value():
+    torch.manual_seed(1)
+    m = Pix2PixModel(make_opt(no_instance=True)).eval()  # eval: spectral norm without power iteration
+    data = make_batch(m.opt)
+    losses, fake = m(data, mode="generator")
+    semantics, real = m.preprocess_input(data)
+    with torch.no_grad():
+        out_fake = m.netD(torch.cat([semantics, fake], 1))
+        out_real = m.netD(torch.cat([semantics, real], 1))
+    expected = 0.0
+    for f_scale, r_scale in zip(out_fake, out_real):
+        for f, r in zip(f_scale[:-1], r_scale[:-1]):
+            expected += (f - r).abs().mean() * 10.0 / 2
+    gan = sum(-s[-1].mean() for s in out_fake) / 2
+    assert torch.allclose(losses["GAN_Feat"].detach(), expected, rtol=1e-4)
+    assert torch.allclose(losses["GAN"].detach(), gan, rtol=1e-4, atol=1e-6)
+
+
+def test_inference_mode(model):
+    fake = model(make_batch(model.opt), mode="inference")
+    assert fake.shape == (2, 3, 32, 32) and not fake.requires_grad
+    assert float(fake.abs().max()) <= 1.0
+
+
+def test_vae_modes():
+    torch.manual_seed(2)
+    m = Pix2PixModel(make_opt(use_vae=True))
+    data = make_batch(m.opt)
+    z, mu, logvar = m(data, mode="encode")
+    assert z.shape == mu.shape == logvar.shape == (2, 16)
+    losses, _ = m(data, mode="generator")
+    expected_kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * 0.05
+    assert set(losses) == {"GAN", "GAN_Feat", "KLD"}
+    assert torch.allclose(losses["KLD"], expected_kld, rtol=1e-4)
+    optG, _ = m.create_optimizers(m.opt)
+    assert len(optG.param_groups[0]["params"]) == len(list(m.netG.parameters())) + len(list(m.netE.parameters()))
+
+
+def test_encode_without_vae_is_clear_error(model):
+    with pytest.raises(ValueError, match="--use_vae"):
+        model(make_batch(model.opt), mode="encode")
+    with pytest.raises(ValueError, match="generator, discriminator, encode, inference"):
+        model(make_batch(model.opt), mode="train")
+
+
+def test_optimizers_ttur(model):
+    optG, optD = model.create_optimizers(make_opt())
+    assert optG.param_groups[0]["lr"] == pytest.approx(1e-4) and optD.param_groups[0]["lr"] == pytest.approx(4e-4)
+    assert optG.param_groups[0]["betas"] == (0.0, 0.9) == optD.param_groups[0]["betas"]
+    optG, optD = model.create_optimizers(make_opt(no_TTUR=True))
+    assert optG.param_groups[0]["lr"] == optD.param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert optG.param_groups[0]["betas"] == (0.5, 0.999)
+
+
+def test_missing_vgg_weights_names_file(tmp_torch_home):
+    with pytest.raises(FileNotFoundError, match="vgg19-dcbb9e9d.pth.*--no_vgg_loss"):
+        Pix2PixModel(make_opt(no_vgg_loss=False))
+
+
+def test_gan_mode_option_reaches_loss():
+    m = Pix2PixModel(make_opt(gan_mode="ls", ngf=4, ndf=4))
+    assert isinstance(m.criterionGAN, nn.Module) and m.criterionGAN.gan_mode == "ls"
+    losses = m(make_batch(m.opt), mode="discriminator")
+    # LSGAN at init (D outputs near 0): real term near 1, fake term near 0.
+    assert 0.5 < losses["D_real"].item() < 1.5 and losses["D_Fake"].item() < 0.5

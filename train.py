@@ -1,0 +1,309 @@
+"""Train DAGAN / SPADE.
+
+``python train.py`` with no arguments trains DAGAN on the embedded synthetic dataset (generated on
+first use) with a small preset and reports the layout faithfulness of the synthesized val images.
+SPADE command lines work as they are, e.g.
+``python train.py --name city --dataset_mode cityscapes --dataroot ... --niter 100 --niter_decay 100``.
+
+Per iteration: one generator step, then one discriminator step on a freshly generated fake (SPEC §5).
+Checkpoints: ``checkpoints/<name>/latest_state.pth`` (full state, exact resume with
+``--continue_train``) and the official weight-only ``<epoch>_net_G.pth`` / ``_D`` / ``_E``.
+"""
+import copy
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+import data
+import models
+from models.trainer import Pix2PixTrainer
+from options.train_options import TrainOptions
+from util import checkpoint as ckpt
+from util.distributed import barrier, is_main_process
+from util.visualizer import Visualizer
+
+logger = logging.getLogger('train')
+
+VGG_FILE = 'vgg19-dcbb9e9d.pth'
+
+
+class RunExistsError(RuntimeError):
+    """checkpoints/<name>/ already holds a run and neither --continue_train nor --overwrite was given."""
+
+
+def configure_logging(verbose=False):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s', datefmt='%H:%M:%S')
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def count_parameters(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+# ------------------------------------------------------------------------------------------------
+# run directory: refuse to overwrite, resume or fine-tune
+
+def prepare_run_dir(opt):
+    """Check checkpoints/<name>/ against the options; returns ('new'|'state'|'weights', path)."""
+    existing = ckpt.run_files(opt)
+    if opt.continue_train:
+        kind, path = ckpt.describe_resume_source(opt)
+        if kind is None:
+            raise FileNotFoundError(
+                f'--continue_train: {ckpt.run_dir(opt)} holds neither our full-state checkpoint '
+                f'{os.path.basename(ckpt.state_path(opt, opt.which_epoch))} nor official weights '
+                f'{opt.which_epoch}_net_G.pth (--which_epoch {opt.which_epoch}).')
+        return kind, path
+    if existing:
+        shown = ', '.join(os.path.basename(p) for p in existing[:6]) + (' ...' if len(existing) > 6 else '')
+        if not opt.overwrite:
+            raise RunExistsError(
+                f'{ckpt.run_dir(opt)} already holds a training run ({shown}). Refusing to overwrite it: '
+                f'use --continue_train to resume it, --overwrite to replace it, or choose another --name.')
+        if is_main_process():
+            logger.warning('--overwrite: removing the previous run in %s (%s)', ckpt.run_dir(opt), shown)
+            for path in existing:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+        barrier()
+    return 'new', None
+
+
+def resolve_vgg_weights(opt):
+    """Make sure the VGG loss can load its weights, or (synthetic preset only) turn it off.
+
+    Returns a message for the logs when the loss was turned off, else None.
+    """
+    if opt.no_vgg_loss:
+        return None
+    path = opt.vgg_weights or os.path.join(torch.hub.get_dir(), 'checkpoints', VGG_FILE)
+    if os.path.isfile(path):
+        return None
+    if opt.dataset_mode == 'synthetic' and opt.vgg_weights is None:
+        opt.no_vgg_loss = True
+        return (f'VGG19 weights {path} not found: the synthetic preset trains WITHOUT the VGG '
+                f'perceptual loss (put {VGG_FILE} there to use it).')
+    raise FileNotFoundError(
+        f'VGG19 ImageNet weights not found at {path}. Copy torchvision\'s {VGG_FILE} there '
+        f'(or pass --vgg_weights FILE), or train without the perceptual loss with --no_vgg_loss.')
+
+
+# ------------------------------------------------------------------------------------------------
+
+def dry_run(opt, options):
+    """Print the resolved options and the parameter count of every network; build no dataset."""
+    print(options.format_options(opt))
+    build_opt = copy.copy(opt)
+    # The VGG loss is a frozen feature extractor, not one of the trained networks: not needed here.
+    build_opt.no_vgg_loss = True
+    model = models.create_model(build_opt)
+    for name, net in ckpt.networks_of(model).items():
+        print(f'net{name} parameters: {count_parameters(net):,}')
+    return 0
+
+
+def loader_skipping(loader, n_batches):
+    """A DataLoader over the same epoch order without its first ``n_batches`` batches.
+
+    The sampler and each sample's augmentation are seeded by (seed, epoch, index), so the skipped
+    samples need not be loaded for the rest of the epoch to be the same as in an uninterrupted run.
+    """
+    indices = list(iter(loader.sampler))[n_batches * loader.batch_size:]
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=indices,
+                      num_workers=loader.num_workers, drop_last=loader.drop_last,
+                      pin_memory=loader.pin_memory)
+
+
+def visuals_of(trainer, data_i):
+    return {'input_label': data_i['label'], 'synthesized_image': trainer.get_latest_generated(),
+            'real_image': data_i['image']}
+
+
+def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done):
+    if not is_main_process():
+        return
+    ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done)
+    ckpt.save_network_weights(trainer.model, opt, 'latest')
+
+
+def evaluate_layout(opt, model, visualizer, epoch, total_iters):
+    """Synthetic dataset: synthesize the val split with the current G and score it with the dataset's
+    exact segmenter (pixel accuracy, mean class accuracy, mIoU against the input labels)."""
+    from data.synthetic import SyntheticSegmenter
+    from util.metrics.segmentation import confusion_matrix, scores_from_confusion
+
+    vopt = copy.copy(opt)
+    vopt.phase, vopt.isTrain = 'val', False
+    vopt.serial_batches, vopt.no_flip = True, True
+    vopt.load_size = opt.crop_size
+    loader = data.create_dataloader(vopt)
+    segmenter = SyntheticSegmenter()
+    num_classes = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    model.eval()
+    try:
+        with torch.no_grad():
+            for data_i in loader:
+                fake = model(data_i, mode='inference')
+                pred = segmenter.segment(fake.float().cpu())
+                conf += confusion_matrix(pred, data_i['label'][:, 0], num_classes)
+    finally:
+        model.train()
+    scores = {k: float(v) for k, v in scores_from_confusion(conf).items()}
+    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what='layout')
+    return scores
+
+
+def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
+    """Train; returns the final layout scores (synthetic) or an empty dict (0 for --dry_run).
+
+    stop_after_epoch / stop_after_iter: stop as if killed after that epoch's checkpoint / after
+    that (total) iteration; used by the tests of resuming.
+    """
+    options = TrainOptions()
+    opt = options.parse(argv)
+    configure_logging(opt.verbose)
+    if opt.dry_run:
+        return dry_run(opt, options)
+
+    mode, source = prepare_run_dir(opt)
+    vgg_message = resolve_vgg_weights(opt)
+    if is_main_process():
+        options.save_options(opt)
+    logger.info('\n%s', options.format_options(opt))
+
+    seed_everything(opt.seed)
+    model = models.create_model(opt)
+    trainer = Pix2PixTrainer(opt, model)
+    dataloader = data.create_dataloader(opt)
+    n_iters = len(dataloader)
+    if n_iters == 0:
+        raise ValueError(f'the training set of {opt.dataset_mode!r} gives no complete batch of {opt.batchSize}')
+    total_epochs = opt.niter + opt.niter_decay
+
+    start_epoch, start_epoch_iter, total_iters = 1, 0, 0
+    rng_to_restore, restore_after_iterator, resume_iter = None, False, None
+    messages = [vgg_message] if vgg_message else []
+    if mode == 'state':
+        state = ckpt.load_training_state(trainer, source, opt.device)
+        total_iters = state['total_iters']
+        resume_iter = total_iters
+        if state['epoch_done']:
+            start_epoch, start_epoch_iter = state['epoch'] + 1, 0
+        else:
+            start_epoch, start_epoch_iter = state['epoch'], state['epoch_iter']
+            # The uninterrupted run drew the epoch's loader seed before these iterations; the saved
+            # RNG state is from after that draw, so it is restored after building the iterator.
+            restore_after_iterator = True
+        rng_to_restore = state['rng']
+        messages.append(f'resuming from {source}: epoch {start_epoch}, iteration {total_iters} '
+                        f'(full state: networks, optimizers, RNG)')
+    elif mode == 'weights':
+        loaded = ckpt.load_network_weights(model, opt, opt.which_epoch, names=('G', 'D', 'E'),
+                                           required=('G',))
+        messages.append('fine-tuning from weight-only files ' + ', '.join(
+            f'net{k}: {os.path.basename(v)}' for k, v in loaded.items() if v)
+            + '; fresh optimizers, starting at epoch 1')
+        for k, v in loaded.items():
+            if v is None:
+                messages.append(f'net{k}: no {opt.which_epoch}_net_{k}.pth, starting from a fresh initialisation')
+    if start_epoch > total_epochs:
+        logger.warning('the checkpoint has already finished all %d epochs; nothing to train', total_epochs)
+
+    visualizer = Visualizer(opt, resume_iter=resume_iter)
+    for m in messages:
+        visualizer.log_message(m)
+    if rng_to_restore is not None and not restore_after_iterator:
+        ckpt.set_rng_states(rng_to_restore)
+
+    for k, net in ckpt.networks_of(model).items():
+        logger.info('net%s parameters: %s', k, f'{count_parameters(net):,}')
+    logger.info('training %d epochs x %d iterations (batch %d) on %s', total_epochs, n_iters,
+                opt.batchSize, opt.device)
+
+    epoch = start_epoch - 1
+    t_start = time.time()
+    with logging_redirect_tqdm():
+        for epoch in range(start_epoch, total_epochs + 1):
+            dataloader.sampler.set_epoch(epoch)
+            trainer.update_learning_rate(epoch)
+            skip = start_epoch_iter if epoch == start_epoch else 0
+            epoch_iterator = iter(dataloader if skip == 0 else loader_skipping(dataloader, skip))
+            if restore_after_iterator:
+                ckpt.set_rng_states(rng_to_restore)
+                restore_after_iterator = False
+            epoch_iter = skip
+            bar = tqdm(total=n_iters, initial=skip, desc=f'epoch {epoch}/{total_epochs}', unit='it',
+                       disable=not is_main_process(), dynamic_ncols=True, leave=False)
+            t_iter = time.time()
+            for i, data_i in enumerate(epoch_iterator, start=skip):
+                if i % opt.D_steps_per_G == 0:
+                    trainer.run_generator_one_step(data_i)
+                trainer.run_discriminator_one_step(data_i)
+                epoch_iter += 1
+                total_iters += 1
+                bar.update(1)
+                if total_iters % opt.print_freq == 0:
+                    losses = trainer.get_latest_losses()
+                    now = time.time()
+                    visualizer.print_current_errors(epoch, epoch_iter, total_iters, losses, now - t_iter)
+                    bar.set_postfix({k: f'{v.item():.3f}' for k, v in losses.items()}, refresh=False)
+                t_iter = time.time()
+                if total_iters % opt.display_freq == 0:
+                    visualizer.display_current_results(visuals_of(trainer, data_i), epoch, total_iters)
+                if total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
+                    save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=False)
+                    logger.info('saved the latest state (epoch %d, iteration %d)', epoch, total_iters)
+                if stop_after_iter is not None and total_iters >= stop_after_iter:
+                    bar.close()
+                    return {}
+            bar.close()
+            save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=True)
+            if is_main_process() and (epoch % opt.save_epoch_freq == 0 or epoch == total_epochs):
+                ckpt.save_network_weights(trainer.model, opt, epoch)
+            logger.info('end of epoch %d / %d (%d iterations, %.0f s so far)', epoch, total_epochs,
+                        total_iters, time.time() - t_start)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return {}
+    if is_main_process():
+        visualizer.save_page()
+
+    scores = {}
+    if opt.dataset_mode == 'synthetic' and is_main_process():
+        scores = evaluate_layout(opt, trainer.model_on_one_device, visualizer, max(epoch, 0), total_iters)
+        print(f'layout score of the synthesized val images: pixel accuracy {scores["pixel_accuracy"]:.4f}, '
+              f'mIoU {scores["mIoU"]:.4f} (mean class accuracy {scores["mean_accuracy"]:.4f})')
+    logger.info('training finished in %.1f s; checkpoints and web page in %s', time.time() - t_start,
+                ckpt.run_dir(opt))
+    return scores
+
+
+def cli(argv=None):
+    """Command-line entry: exit status 0, or 2 with a one-line message when the run exists."""
+    try:
+        result = main(argv)
+    except RunExistsError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == '__main__':
+    sys.exit(cli())

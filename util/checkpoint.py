@@ -1,0 +1,315 @@
+"""Checkpoints in two forms, both under ``checkpoints/<name>/``.
+
+1. Full training state, ``latest_state.pth``: every network, both optimizers (and AMP grad scalers),
+   epoch, iteration counters, all RNG states and the options. It is what ``--continue_train`` resumes
+   from, exactly: a run stopped and continued ends with the same weights as an uninterrupted run.
+2. Official weight-only files, ``<epoch>_net_G.pth`` / ``_D`` / ``_E`` and ``latest_net_*``: plain
+   state dicts with the layout of the released SPADE/DAGAN checkpoints, so released models and ours
+   are interchangeable (test.py loads either; ``--continue_train`` fine-tunes from released ones).
+
+Every file is written to a temporary name in the same directory and moved into place with
+``os.replace``, so an interrupted save never leaves a truncated checkpoint behind. Files are read
+with ``torch.load(weights_only=True)``; therefore only tensors and plain Python containers are
+stored (RNG states are converted to tensors / ints, the options to a JSON-compatible dict).
+"""
+import glob
+import logging
+import os
+import random
+import tempfile
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 'dagan-train-state'
+STATE_VERSION = 1
+NETWORK_NAMES = ('G', 'D', 'E')
+
+
+# ----------------------------------------------------------------------------------------------
+# paths
+
+def run_dir(opt):
+    return os.path.join(opt.checkpoints_dir, opt.name)
+
+
+def state_path(opt, epoch='latest'):
+    return os.path.join(run_dir(opt), f'{epoch}_state.pth')
+
+
+def weight_path(opt, epoch, net_name):
+    """``checkpoints/<name>/<epoch>_net_<G|D|E>.pth`` (the official file name)."""
+    return os.path.join(run_dir(opt), f'{epoch}_net_{net_name}.pth')
+
+
+# ----------------------------------------------------------------------------------------------
+# atomic IO
+
+def atomic_torch_save(obj, path):
+    """torch.save to a temporary file next to ``path``, then os.replace (atomic on POSIX/NTFS)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave the half-written temporary file behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def safe_torch_load(path, map_location='cpu'):
+    """torch.load(weights_only=True) with errors that name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise RuntimeError(
+            f'cannot read checkpoint {path}: {e}. The file is truncated, not a PyTorch file, or '
+            f'contains pickled Python objects (only tensors and plain containers are accepted).'
+        ) from e
+
+
+# ----------------------------------------------------------------------------------------------
+# networks
+
+def unwrap(net):
+    """The bare network inside a DistributedDataParallel/DataParallel wrapper (or ``net`` itself)."""
+    return net.module if hasattr(net, 'module') else net
+
+
+def networks_of(model):
+    """{'G': netG, 'D': netD, 'E': netE} for the networks the model actually has."""
+    model = unwrap(model)
+    nets = {}
+    for name in NETWORK_NAMES:
+        net = getattr(model, 'net' + name, None)
+        if net is not None:
+            nets[name] = unwrap(net)
+    return nets
+
+
+def cpu_state_dict(net):
+    """A state dict with every tensor copied to CPU (the network itself stays where it is)."""
+    return {k: v.detach().to('cpu', copy=True) for k, v in net.state_dict().items()}
+
+
+def load_state_dict_checked(net, state_dict, source):
+    """Strict load with an error that names the file and the mismatching keys/shapes."""
+    # Weights saved from a DataParallel/DDP-wrapped network carry a 'module.' prefix.
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state_dict)
+                         if tuple(own[k].shape) != tuple(state_dict[k].shape))
+    if missing or unexpected or wrong_shape:
+        def show(keys):
+            return ', '.join(keys[:8]) + (f' ... ({len(keys)} in all)' if len(keys) > 8 else '')
+        parts = []
+        if missing:
+            parts.append(f'missing keys: {show(missing)}')
+        if unexpected:
+            parts.append(f'unexpected keys: {show(unexpected)}')
+        if wrong_shape:
+            parts.append('shape mismatch: ' + show(
+                [f'{k} file {tuple(state_dict[k].shape)} vs network {tuple(own[k].shape)}'
+                 for k in wrong_shape]))
+        raise RuntimeError(
+            f'{source} does not fit the {type(net).__name__} built from the options '
+            f'({"; ".join(parts)}). Check --netG/--ngf/--label_nc/--no_instance/'
+            f'--contain_dontcare_label/--num_upsampling_layers/--crop_size against the run that '
+            f'wrote the file.')
+    net.load_state_dict(state_dict, strict=True)
+
+
+def save_network_weights(model, opt, epoch):
+    """Write ``<epoch>_net_G.pth`` (and ``_D``, ``_E`` when present): plain CPU state dicts."""
+    paths = []
+    for name, net in networks_of(model).items():
+        path = weight_path(opt, epoch, name)
+        atomic_torch_save(cpu_state_dict(net), path)
+        paths.append(path)
+    return paths
+
+
+def load_network_weights(model, opt, which_epoch, names=('G',), required=('G',)):
+    """Load ``<which_epoch>_net_<X>.pth`` into the model's networks (ours or the official files).
+
+    When a weight-only file is missing but our ``<which_epoch>_state.pth`` exists, the weights are
+    taken from that. Names in ``required`` raise FileNotFoundError when neither file exists; the
+    others are skipped (and reported in the returned dict as None).
+    Returns {name: path the weights came from or None}.
+    """
+    nets = networks_of(model)
+    loaded = {}
+    full_state = None
+    for name in names:
+        if name not in nets:
+            continue
+        path = weight_path(opt, which_epoch, name)
+        if os.path.isfile(path):
+            load_state_dict_checked(nets[name], safe_torch_load(path), path)
+            loaded[name] = path
+            continue
+        spath = state_path(opt, which_epoch)
+        if full_state is None and os.path.isfile(spath):
+            full_state = _load_state_file(spath)
+        if full_state is not None and name in full_state['networks']:
+            load_state_dict_checked(nets[name], full_state['networks'][name], f'{spath} [net{name}]')
+            loaded[name] = spath
+            continue
+        if name in required:
+            raise FileNotFoundError(
+                f'no weights for net{name}: neither {path} nor {spath} exists. Put the official '
+                f'{which_epoch}_net_{name}.pth into {run_dir(opt)}/ or check --name/--checkpoints_dir/'
+                f'--which_epoch.')
+        loaded[name] = None
+    return loaded
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG states as tensors / plain values (loadable with weights_only=True)
+
+def get_rng_states():
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    states = {
+        'python': {'version': int(py_version),
+                   'state': torch.tensor(py_state, dtype=torch.int64),
+                   'gauss_next': py_gauss},
+        'numpy': {'name': str(np_name),
+                  'keys': torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+                  'pos': int(np_pos), 'has_gauss': int(np_has_gauss),
+                  'cached_gaussian': float(np_gauss)},
+        'torch': torch.get_rng_state(),
+        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return states
+
+
+def set_rng_states(states):
+    py = states['python']
+    random.setstate((py['version'], tuple(int(x) for x in py['state'].tolist()), py['gauss_next']))
+    n = states['numpy']
+    np.random.set_state((n['name'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'],
+                         n['cached_gaussian']))
+    torch.set_rng_state(states['torch'])
+    cuda_states = states.get('cuda') or []
+    if cuda_states and torch.cuda.is_available():
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            logger.warning('checkpoint holds CUDA RNG states of %d devices, this machine has %d: '
+                           'CUDA random streams are not restored', len(cuda_states),
+                           torch.cuda.device_count())
+
+
+# ----------------------------------------------------------------------------------------------
+# full training state
+
+def opt_to_plain(opt):
+    """The options as a JSON-compatible dict (torch.device and other objects become strings)."""
+    plain = {}
+    for k, v in sorted(vars(opt).items()):
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            plain[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (bool, int, float, str)) for x in v):
+            plain[k] = list(v)
+        else:
+            plain[k] = str(v)
+    return plain
+
+
+def save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=None,
+                        label='latest'):
+    """Atomically write ``<label>_state.pth``.
+
+    epoch: the epoch being trained (1-based); epoch_iter: iterations of it already done;
+    epoch_done: True when the epoch is complete (resume then starts at epoch + 1). The data order
+    needs no saved state: the loader's sampler and per-sample augmentation are seeded by
+    (seed, epoch, index) (data.EpochSampler), so a resumed epoch can skip its first epoch_iter
+    batches without loading them.
+    """
+    state = {
+        'format': STATE_FORMAT,
+        'version': STATE_VERSION,
+        'networks': {name: cpu_state_dict(net) for name, net in networks_of(trainer.model).items()},
+        'optimizers': trainer.optimizer_state_dicts(),
+        'epoch': int(epoch),
+        'epoch_iter': int(epoch_iter),
+        'total_iters': int(total_iters),
+        'epoch_done': bool(epoch_done),
+        'rng': get_rng_states(),
+        'opt': opt_to_plain(opt),
+        'extra': extra or {},
+    }
+    path = state_path(opt, label)
+    atomic_torch_save(state, path)
+    return path
+
+
+def _load_state_file(path):
+    state = safe_torch_load(path)
+    if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
+        raise RuntimeError(f'{path} is not a training-state file written by this repo '
+                           f'(expected format {STATE_FORMAT!r})')
+    if state.get('version') != STATE_VERSION:
+        raise RuntimeError(f'{path} has state version {state.get("version")}, this code reads '
+                           f'version {STATE_VERSION}')
+    return state
+
+
+def load_training_state(trainer, path, device):
+    """Restore networks and optimizers from a full-state file; returns the state dict.
+
+    RNG states are NOT applied here: the caller applies them at the right moment (see train.py).
+    """
+    state = _load_state_file(path)
+    nets = networks_of(trainer.model)
+    for name, sd in state['networks'].items():
+        if name not in nets:
+            raise RuntimeError(f'{path} holds net{name} but the options build no net{name} '
+                               f'(e.g. --use_vae differs from the saved run)')
+        load_state_dict_checked(nets[name], sd, f'{path} [net{name}]')
+    for name in nets:
+        if name not in state['networks']:
+            raise RuntimeError(f'{path} holds no net{name} but the options build one')
+    trainer.load_optimizer_state_dicts(state['optimizers'], device)
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# what is in a run directory
+
+def run_files(opt):
+    """Files in checkpoints/<name>/ that belong to a training run (not opt.txt/opt.json alone)."""
+    d = run_dir(opt)
+    patterns = ['*_state.pth', '*_net_G.pth', '*_net_D.pth', '*_net_E.pth',
+                'loss_log.txt', 'loss_log.jsonl']
+    found = []
+    for p in patterns:
+        found.extend(glob.glob(os.path.join(glob.escape(d), p)))
+    if os.path.isdir(os.path.join(d, 'web')):
+        found.append(os.path.join(d, 'web'))
+    return sorted(found)
+
+
+def describe_resume_source(opt):
+    """('state', path) | ('weights', path_of_G) | (None, None) for --continue_train."""
+    spath = state_path(opt, opt.which_epoch)
+    if os.path.isfile(spath):
+        return 'state', spath
+    gpath = weight_path(opt, opt.which_epoch, 'G')
+    if os.path.isfile(gpath):
+        return 'weights', gpath
+    return None, None

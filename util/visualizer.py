@@ -1,0 +1,292 @@
+"""Training logs and the training web page of ``checkpoints/<name>/``.
+
+- ``loss_log.txt``: one human-readable line per logged iteration (SPADE's format).
+- ``loss_log.jsonl``: one JSON object per logged iteration: ``{"kind": "loss", "epoch", "iter"
+  (training iterations so far), "epoch_iter", "time", <loss name>: float, ...}`` with the losses
+  under SPADE's names (GAN, GAN_Feat, VGG, KLD, D_Fake, D_real) at full float precision;
+  evaluation results as ``{"kind": "eval", "epoch", "iter", "split", "pixel_accuracy", ...}``.
+- ``web/index.html``: the loss curves (inline SVG, no plotting library), evaluation scores and
+  their curve, and the visuals of every display step, newest first (``web/images/``).
+
+Only the main process writes (``util.distributed.is_main_process``).
+"""
+import html as html_lib
+import json
+import logging
+import math
+import os
+import re
+import time
+
+import dominate.util
+
+from util import html as html_page
+from util import util as image_util
+from util.distributed import is_main_process
+
+logger = logging.getLogger(__name__)
+
+LOSS_ORDER = ('GAN', 'GAN_Feat', 'VGG', 'KLD', 'D_Fake', 'D_real')
+G_LOSSES = ('GAN', 'GAN_Feat', 'VGG', 'KLD')
+VISUAL_ORDER = ('input_label', 'synthesized_image', 'real_image')
+_IMAGE_NAME = re.compile(r'^epoch(\d+)_iter(\d+)_(\w+?)(?:_(\d+))?\.png$')
+_COLOURS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf')
+
+
+def _loss_sort_key(name):
+    return (LOSS_ORDER.index(name) if name in LOSS_ORDER else len(LOSS_ORDER), name)
+
+
+def _read_jsonl(path):
+    records = []
+    if not os.path.isfile(path):
+        return records
+    with open(path, encoding='utf-8') as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A run killed while appending leaves at most one broken last line; skip it.
+                logger.warning('%s line %d is not valid JSON; ignored', path, line_no)
+    return records
+
+
+class Visualizer:
+    """Writes the loss logs and the training page of one run.
+
+    resume_iter: None for a new run (logs are started afresh); for a resumed run the number of
+    iterations the checkpoint had done: records and images logged after it (by the interrupted
+    run, past its last checkpoint) are dropped so the logs read as one uninterrupted run.
+    Visuals are dicts name -> batch tensor: 'input_label' int [B,1,H,W], images [B,3,H,W] in [-1,1].
+    """
+
+    def __init__(self, opt, resume_iter=None, max_samples_shown=2):
+        self.opt = opt
+        self.run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+        self.txt_path = os.path.join(self.run_dir, 'loss_log.txt')
+        self.jsonl_path = os.path.join(self.run_dir, 'loss_log.jsonl')
+        self.web_dir = os.path.join(self.run_dir, 'web')
+        self.img_dir = os.path.join(self.web_dir, 'images')
+        self.use_html = not getattr(opt, 'no_html', False)
+        self.max_samples_shown = max_samples_shown
+        self.n_label = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        self.records = []
+        self.notes = []
+        if not is_main_process():
+            return
+        os.makedirs(self.run_dir, exist_ok=True)
+        if resume_iter is None:
+            for path in (self.txt_path, self.jsonl_path):
+                if os.path.exists(path):
+                    os.remove(path)
+        else:
+            self._truncate_after(resume_iter)
+        with open(self.txt_path, 'a', encoding='utf-8') as f:
+            f.write(f'================ Training Loss ({time.strftime("%c")}) ================\n')
+        if self.use_html:
+            os.makedirs(self.img_dir, exist_ok=True)
+
+    def _truncate_after(self, resume_iter):
+        self.records = [r for r in _read_jsonl(self.jsonl_path) if int(r.get('iter', 0)) <= resume_iter]
+        tmp = self.jsonl_path + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            for r in self.records:
+                f.write(json.dumps(r) + '\n')
+        os.replace(tmp, self.jsonl_path)
+        if os.path.isdir(self.img_dir):
+            for fname in os.listdir(self.img_dir):
+                m = _IMAGE_NAME.match(fname)
+                if m and int(m.group(2)) > resume_iter:
+                    os.remove(os.path.join(self.img_dir, fname))
+
+    # ------------------------------------------------------------------------------------------
+    def _append(self, record, text_line):
+        self.records.append(record)
+        with open(self.jsonl_path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps(record) + '\n')
+        with open(self.txt_path, 'a', encoding='utf-8') as f:
+            f.write(text_line + '\n')
+
+    def log_message(self, message):
+        """A free-text line in loss_log.txt and on the page (e.g. 'fine-tuning from ...')."""
+        logger.info('%s', message)
+        if not is_main_process():
+            return
+        self.notes.append(message)
+        with open(self.txt_path, 'a', encoding='utf-8') as f:
+            f.write(message + '\n')
+
+    def print_current_errors(self, epoch, epoch_iter, total_iters, losses, t_iter):
+        """Log one iteration's losses ({name: scalar tensor or float}); t_iter = seconds/iteration."""
+        values = {k: float(v.item() if hasattr(v, 'item') else v)
+                  for k, v in sorted(losses.items(), key=lambda kv: _loss_sort_key(kv[0]))}
+        line = f'(epoch: {epoch}, iters: {total_iters}, time: {t_iter:.3f}) ' + ' '.join(
+            f'{k}: {v:.3f}' for k, v in values.items())
+        logger.debug('%s', line)
+        if not is_main_process():
+            return
+        record = {'kind': 'loss', 'epoch': int(epoch), 'iter': int(total_iters),
+                  'epoch_iter': int(epoch_iter), 'time': float(t_iter), **values}
+        self._append(record, line)
+
+    def log_evaluation(self, epoch, total_iters, scores, split='val', what='layout'):
+        """Log evaluation scores ({name: float}, e.g. pixel_accuracy, mIoU) and refresh the page."""
+        values = {k: float(v) for k, v in scores.items()}
+        line = f'(epoch: {epoch}, iters: {total_iters}) {what} score on {split}: ' + ' '.join(
+            f'{k}: {v:.4f}' for k, v in values.items())
+        logger.info('%s', line)
+        if not is_main_process():
+            return
+        record = {'kind': 'eval', 'epoch': int(epoch), 'iter': int(total_iters), 'split': split,
+                  'what': what, **values}
+        self._append(record, line)
+        if self.use_html:
+            self.save_page()
+
+    # ------------------------------------------------------------------------------------------
+    def visuals_to_images(self, visuals):
+        """{name: batch tensor} -> list (one per shown sample) of [(name, uint8 HxWx3 array)]."""
+        rows = []
+        batch = min(len(next(iter(visuals.values()))), self.max_samples_shown)
+        dontcare = self.opt.label_nc if self.opt.contain_dontcare_label else None
+        names = sorted(visuals, key=lambda n: (VISUAL_ORDER.index(n) if n in VISUAL_ORDER else 99, n))
+        for b in range(batch):
+            row = []
+            for name in names:
+                t = visuals[name][b]
+                if 'label' in name:
+                    arr = image_util.tensor2label(t, self.n_label, getattr(self.opt, 'dataset_mode', None),
+                                                  dontcare_index=dontcare)
+                else:
+                    arr = image_util.tensor2im(t)
+                row.append((name, arr))
+            rows.append(row)
+        return rows
+
+    def display_current_results(self, visuals, epoch, total_iters):
+        """Save this display step's images and rewrite web/index.html."""
+        if not (is_main_process() and self.use_html):
+            return
+        for b, row in enumerate(self.visuals_to_images(visuals)):
+            for name, arr in row:
+                fname = f'epoch{epoch:03d}_iter{total_iters:08d}_{name}_{b}.png'
+                image_util.save_image(arr, os.path.join(self.img_dir, fname))
+        self.save_page()
+
+    # ------------------------------------------------------------------------------------------
+    def _display_steps(self):
+        """{(epoch, iter): {sample: {visual name: file name}}} of the images on disk."""
+        steps = {}
+        if not os.path.isdir(self.img_dir):
+            return steps
+        for fname in os.listdir(self.img_dir):
+            m = _IMAGE_NAME.match(fname)
+            if not m:
+                continue
+            key = (int(m.group(1)), int(m.group(2)))
+            sample = int(m.group(4) or 0)
+            steps.setdefault(key, {}).setdefault(sample, {})[m.group(3)] = fname
+        return steps
+
+    def save_page(self):
+        if not (is_main_process() and self.use_html):
+            return None
+        page = html_page.HTML(self.web_dir, f'Experiment name = {self.opt.name}', refresh=0)
+        for note in self.notes:
+            page.add_text(note)
+        loss_records = [r for r in self.records if r.get('kind', 'loss') == 'loss']
+        eval_records = [r for r in self.records if r.get('kind') == 'eval']
+        if loss_records:
+            page.add_header('Loss curves')
+            names = sorted({k for r in loss_records for k in r
+                            if k not in ('kind', 'epoch', 'iter', 'epoch_iter', 'time')}, key=_loss_sort_key)
+            g_names = [n for n in names if not n.startswith('D_')]
+            d_names = [n for n in names if n.startswith('D_')]
+            for title, group in (('generator losses', g_names), ('discriminator losses', d_names)):
+                if group:
+                    svg = svg_line_plot(loss_records, group, title=title, x_key='iter')
+                    page.doc.add(dominate.util.raw(svg))
+        if eval_records:
+            page.add_header('Evaluation')
+            score_names = sorted({k for r in eval_records for k in r
+                                  if k not in ('kind', 'epoch', 'iter', 'split', 'what')})
+            rows = [[r['epoch'], r['iter'], r.get('split', ''), r.get('what', '')]
+                    + [r.get(k, '') for k in score_names] for r in eval_records[::-1]]
+            page.add_table(rows, header=['epoch', 'iter', 'split', 'score'] + score_names)
+            if len(eval_records) > 1:
+                page.doc.add(dominate.util.raw(
+                    svg_line_plot(eval_records, score_names, title='evaluation', x_key='iter')))
+        steps = self._display_steps()
+        for (epoch, iters) in sorted(steps, reverse=True):
+            page.add_header(f'epoch [{epoch}] iteration [{iters}]')
+            for sample in sorted(steps[(epoch, iters)]):
+                files = steps[(epoch, iters)][sample]
+                order = sorted(files, key=lambda n: (VISUAL_ORDER.index(n) if n in VISUAL_ORDER else 99, n))
+                ims = ['images/' + files[n] for n in order]
+                page.add_images(ims, order, ims, width=min(256, self.opt.display_winsize))
+        return page.save('index.html')
+
+
+def svg_line_plot(records, names, title='', x_key='iter', width=640, height=240, max_points=1500):
+    """An inline SVG line chart of ``records[i][name]`` against ``records[i][x_key]`` for each name.
+
+    Names and the title are XML-escaped. Long series are subsampled to at most ``max_points``.
+    """
+    esc = html_lib.escape
+    left, right, top, bottom = 60, 140, 24, 30
+    pw, ph = width - left - right, height - top - bottom
+    series = {}
+    for name in names:
+        pts = [(float(r[x_key]), float(r[name])) for r in records
+               if name in r and isinstance(r[name], (int, float)) and math.isfinite(float(r[name]))]
+        if len(pts) > max_points:
+            step = len(pts) / max_points
+            pts = [pts[int(i * step)] for i in range(max_points)] + [pts[-1]]
+        if pts:
+            series[name] = pts
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'style="font-family:sans-serif;font-size:11px;background:#fff">',
+             f'<text x="{left}" y="15" font-size="13">{esc(title)}</text>']
+    if not series:
+        parts.append(f'<text x="{left}" y="{top + ph / 2:.0f}">no data</text></svg>')
+        return ''.join(parts)
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 1, y1 + 1
+
+    def sx(x):
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def sy(y):
+        return top + (1 - (y - y0) / (y1 - y0)) * ph
+
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
+        xv = x0 + (x1 - x0) * i / 4
+        parts.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 14}" text-anchor="middle">{xv:.4g}</text>')
+    parts.append(f'<text x="{left + pw / 2:.0f}" y="{height - 2}" text-anchor="middle">{esc(x_key)}</text>')
+    for k, (name, pts) in enumerate(series.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        coords = ' '.join(f'{sx(x):.1f},{sy(y):.1f}' for x, y in pts)
+        if len(pts) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{coords}"/>')
+        else:
+            x, y = pts[0]
+            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')
+        ly = top + 12 + 16 * k
+        parts.append(f'<line x1="{left + pw + 10}" x2="{left + pw + 30}" y1="{ly - 4}" y2="{ly - 4}" '
+                     f'stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<text x="{left + pw + 34}" y="{ly}">{esc(name)}</text>')
+    parts.append('</svg>')
+    return ''.join(parts)
