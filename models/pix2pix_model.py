@@ -140,7 +140,9 @@ class Pix2PixModel(nn.Module):
             for fake_feats, real_feats in zip(pred_fake, pred_real):
                 # The last output is the score map (GAN loss); match every layer before it.
                 for fake_f, real_f in zip(fake_feats[:-1], real_feats[:-1]):
-                    feat_loss = feat_loss + self.criterionFeat(fake_f, real_f.detach()) * self.opt.lambda_feat / num_D
+                    # fp32 loss also when D's features are bf16/fp16 under --amp.
+                    feat_loss = feat_loss + self.criterionFeat(
+                        fake_f.float(), real_f.detach().float()) * self.opt.lambda_feat / num_D
             G_losses["GAN_Feat"] = feat_loss
         if not self.opt.no_vgg_loss:
             G_losses["VGG"] = self.criterionVGG(fake_image, real_image) * self.opt.lambda_vgg
@@ -175,7 +177,9 @@ class Pix2PixModel(nn.Module):
             z, mu, logvar = self.encode_z(real_image)
             if compute_kld_loss:
                 KLD_loss = self.KLDLoss(mu, logvar) * self.opt.lambda_kld
-        fake_image = self.netG(input_semantics, z=z)
+        # Under --amp the generator's last conv runs in bf16/fp16; the image itself is handed on as
+        # fp32 (losses, D input, saved pictures).
+        fake_image = self.netG(input_semantics, z=z).float()
         return fake_image, KLD_loss
 
     def discriminate(self, input_semantics, fake_image, real_image):

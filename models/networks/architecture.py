@@ -2,9 +2,7 @@
 
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import spectral_norm
-
-from .normalization import SPADE
+from .normalization import SPADE, spectral_norm
 
 LRELU_SLOPE = 0.2
 

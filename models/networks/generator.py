@@ -59,7 +59,8 @@ class SPADEGenerator(BaseNetwork):
         semantic_nc = opt.semantic_nc
         # The label channels are one-hot (SPADE's fast path looks them up); any instance edge map
         # channel after them is convolved densely.
-        self.onehot_channels = min(semantic_nc, opt.label_nc + (1 if getattr(opt, "contain_dontcare_label", False) else 0))
+        dontcare = 1 if getattr(opt, "contain_dontcare_label", False) else 0
+        self.onehot_channels = min(semantic_nc, opt.label_nc + dontcare)
 
         if self.use_vae:
             self.fc = nn.Linear(opt.z_dim, 16 * nf * self.sw * self.sh)

@@ -37,6 +37,8 @@ class GANLoss(nn.Module):
         return torch.full_like(pred, self.real_label if target_is_real else self.fake_label)
 
     def single(self, pred, target_is_real, for_discriminator=True):
+        # Under mixed precision D's outputs are bf16/fp16: the loss itself is computed in fp32.
+        pred = pred.float()
         if self.gan_mode == "original":
             return F.binary_cross_entropy_with_logits(pred, self._target(pred, target_is_real))
         if self.gan_mode == "ls":
@@ -69,13 +71,18 @@ class VGG19(nn.Module):
 
     ``forward(x [B,3,H,W]) -> [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1]``.
     The weights come from ``weights_path`` or ``<torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth``
-    (torchvision's own cache file); nothing is downloaded.
+    (torchvision's own cache file); nothing is downloaded. ``pretrained=False`` keeps torchvision's
+    random initialisation and reads no file: same architecture and cost, for benchmarks only.
     """
 
-    def __init__(self, weights_path=None):
+    def __init__(self, weights_path=None, pretrained=True):
         super().__init__()
         from torchvision.models import vgg19
 
+        if not pretrained:
+            self._set_features(vgg19(weights=None).features)
+            logger.warning("VGG19 of the perceptual loss is randomly initialised (pretrained=False)")
+            return
         path = vgg19_weights_path(weights_path)
         if not os.path.isfile(path):
             raise FileNotFoundError(
@@ -95,13 +102,15 @@ class VGG19(nn.Module):
             model.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as err:
             raise ValueError(f"{path} does not hold torchvision VGG19 weights: {err}") from None
-        features = model.features
+        self._set_features(model.features)
+        logger.info("VGG19 weights loaded from %s", path)
+
+    def _set_features(self, features):
         self.slices = nn.ModuleList(
             nn.Sequential(*[features[i] for i in range(start, stop)]) for start, stop in VGG_SLICES
         )
         for param in self.parameters():
             param.requires_grad_(False)
-        logger.info("VGG19 weights loaded from %s", path)
 
     def forward(self, x):
         outputs = []
@@ -117,9 +126,9 @@ class VGGLoss(nn.Module):
     Images are fed in [-1,1] without ImageNet normalisation, as the reference does.
     """
 
-    def __init__(self, weights_path=None):
+    def __init__(self, weights_path=None, pretrained=True):
         super().__init__()
-        self.vgg = VGG19(weights_path)
+        self.vgg = VGG19(weights_path, pretrained=pretrained)
         self.criterion = nn.L1Loss()
         self.weights = VGG_LAYER_WEIGHTS
 
@@ -127,7 +136,8 @@ class VGGLoss(nn.Module):
         x_vgg, y_vgg = self.vgg(x), self.vgg(y)
         loss = 0
         for weight, fx, fy in zip(self.weights, x_vgg, y_vgg):
-            loss = loss + weight * self.criterion(fx, fy.detach())
+            # fp32 loss even when the VGG features come out of autocast in bf16/fp16.
+            loss = loss + weight * self.criterion(fx.float(), fy.detach().float())
         return loss
 
 
@@ -136,4 +146,5 @@ class KLDLoss(nn.Module):
     (summed over batch and z, as the reference)."""
 
     def forward(self, mu, logvar):
+        mu, logvar = mu.float(), logvar.float()
         return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())

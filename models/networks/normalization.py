@@ -12,11 +12,37 @@ import re
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import spectral_norm
+from torch.nn.utils import spectral_norm as _torch_spectral_norm
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 logger = logging.getLogger(__name__)
 
 SPADE_HIDDEN = 128
+
+
+class FP32SpectralNorm(SpectralNorm):
+    """torch's spectral-norm hook with the power iteration and sigma computed outside autocast.
+
+    Under CUDA fp16 autocast ``torch.mv`` / ``torch.dot`` would run in half precision and sigma (and so
+    the scale of every normalised weight) would carry fp16 rounding; the stored ``weight_u`` /
+    ``weight_v`` buffers must stay fp32 for checkpoints. The convolution that uses the weight is
+    still autocast. Same class otherwise (``remove_spectral_norm`` and the state-dict hooks work).
+    """
+
+    def __call__(self, module, inputs):
+        weight = getattr(module, self.name + "_orig")
+        with torch.autocast(device_type=weight.device.type, enabled=False):
+            super().__call__(module, inputs)
+
+
+def spectral_norm(module, name="weight"):
+    """``torch.nn.utils.spectral_norm`` (official key layout: weight_orig, weight_u, weight_v) whose
+    power iteration stays in fp32 under mixed precision (see :class:`FP32SpectralNorm`)."""
+    module = _torch_spectral_norm(module, name=name)
+    for hook in module._forward_pre_hooks.values():
+        if type(hook) is SpectralNorm and hook.name == name:
+            hook.__class__ = FP32SpectralNorm
+    return module
 PARAM_FREE_NORMS = ("instance", "syncbatch", "batch")
 
 
@@ -137,7 +163,7 @@ def onehot_conv2d(labels, extra, conv):
     out = F.embedding_bag(index, table, mode="sum")
     if bias is not None:
         out = out + bias
-    out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2)
+    out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2).contiguous()
     if extra is not None:
         out = out + F.conv2d(extra, weight[:, n:], None, padding=(pad_h, pad_w))
     return out
