@@ -41,6 +41,7 @@ import models
 from options.test_options import TestOptions
 from util import checkpoint, util
 from util.html import HTML, write_text_atomic
+from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared with train.py)
 
 logger = logging.getLogger(__name__)
 
@@ -61,36 +62,22 @@ def source_stem(path):
 def load_generator(model, opt):
     """Load G (and E with --use_vae) of ``opt.which_epoch``; returns {net name: file}."""
     required = ("G", "E") if opt.use_vae else ("G",)
-    loaded = checkpoint.load_network_weights(model, opt, opt.which_epoch, names=required, required=required)
+    if getattr(opt, "use_ema", False):
+        # The EMA generator of --ema_decay: same network, its own file (BatchNorm stats re-estimated).
+        path = checkpoint.weight_path(opt, opt.which_epoch, "G_ema")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--use_ema: {path} not found; it is written by train.py --ema_decay")
+        checkpoint.load_state_dict_checked(checkpoint.unwrap(model.netG), checkpoint.safe_torch_load(path), path)
+        required = tuple(n for n in required if n != "G")
+        loaded = {"G": path}
+        if required:
+            loaded.update(checkpoint.load_network_weights(model, opt, opt.which_epoch, names=required,
+                                                          required=required))
+    else:
+        loaded = checkpoint.load_network_weights(model, opt, opt.which_epoch, names=required, required=required)
     for name, path in loaded.items():
         logger.info("net%s loaded from %s", name, path)
     return loaded
-
-
-class LayoutScorer:
-    """Layout faithfulness on the synthetic dataset: its exact segmenter labels the generated image
-    and the labels are compared with the input label map (pixel accuracy, mean accuracy, mIoU).
-
-    update(fake [B,3,H,W] in [-1,1], label [B,1,H,W] int64); scores() -> dict of floats in [0,1].
-    """
-
-    def __init__(self, opt):
-        from data.synthetic import SyntheticSegmenter
-        from util.metrics.segmentation import confusion_matrix, scores_from_confusion
-
-        self.segmenter = SyntheticSegmenter()
-        self._confusion_matrix = confusion_matrix
-        self._scores = scores_from_confusion
-        self.num_classes = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
-        self.conf = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
-
-    def update(self, fake, label):
-        pred = self.segmenter.segment(fake.detach().float().cpu())
-        target = label[:, 0].cpu()
-        self.conf += self._confusion_matrix(pred, target, self.num_classes).cpu()
-
-    def scores(self):
-        return {k: float(v) for k, v in self._scores(self.conf).items()}
 
 
 def inference_autocast(opt):

@@ -28,7 +28,9 @@ import models
 from models.trainer import Pix2PixTrainer
 from options.train_options import TrainOptions
 from util import checkpoint as ckpt
+from util import ddp
 from util.distributed import barrier, is_main_process
+from util.train_eval import TrainEval, generator_swapped, val_options
 from util.visualizer import Visualizer
 
 logger = logging.getLogger('train')
@@ -41,7 +43,11 @@ class RunExistsError(RuntimeError):
 
 
 def configure_logging(verbose=False):
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    # Under torchrun only rank 0 logs progress; the other ranks report warnings and errors only.
+    level = logging.DEBUG if verbose else logging.INFO
+    if not is_main_process():
+        level = logging.WARNING
+    logging.basicConfig(level=level,
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s', datefmt='%H:%M:%S')
 
 
@@ -60,6 +66,9 @@ def count_parameters(net):
 
 def prepare_run_dir(opt):
     """Check checkpoints/<name>/ against the options; returns ('new'|'state'|'weights', path)."""
+    # Every rank decides from the same directory contents: none looks before all have arrived,
+    # and none goes on while rank 0 may still be deleting a run replaced by --overwrite.
+    barrier()
     existing = ckpt.run_files(opt)
     if opt.continue_train:
         kind, path = ckpt.describe_resume_source(opt)
@@ -82,7 +91,7 @@ def prepare_run_dir(opt):
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
-        barrier()
+    barrier()
     return 'new', None
 
 
@@ -136,38 +145,32 @@ def visuals_of(trainer, data_i):
             'real_image': data_i['image']}
 
 
-def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done):
+def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, train_eval=None):
+    # Collective calls first (every rank takes part), then rank 0 alone writes.
+    ddp.check_replicas_agree(trainer.model_on_one_device)
+    rng_per_rank = ddp.gather_rng_states()
     if not is_main_process():
         return
-    ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done)
+    extra = {'rng_per_rank': rng_per_rank} if rng_per_rank is not None else None
+    if train_eval is not None:  # EMA of G and the best evaluation so far (exact resume)
+        extra = {**(extra or {}), 'train_eval': train_eval.state_dict()}
+    ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=extra)
     ckpt.save_network_weights(trainer.model, opt, 'latest')
+    if train_eval is not None:
+        train_eval.save_weights('latest')
 
 
-def evaluate_layout(opt, model, visualizer, epoch, total_iters):
-    """Synthetic dataset: synthesize the val split with the current G and score it with the dataset's
-    exact segmenter (pixel accuracy, mean class accuracy, mIoU against the input labels)."""
-    from data.synthetic import SyntheticSegmenter
-    from util.metrics.segmentation import confusion_matrix, scores_from_confusion
+def evaluate_layout(opt, model, visualizer, epoch, total_iters, train_eval=None):
+    """Synthetic dataset: synthesize the val split with G (the EMA G with --ema_decay) and score it
+    with the dataset's exact segmenter (pixel accuracy, mean class accuracy, mIoU vs the input labels)."""
+    from util.layout_score import score_layout
 
-    vopt = copy.copy(opt)
-    vopt.phase, vopt.isTrain = 'val', False
-    vopt.serial_batches, vopt.no_flip = True, True
-    vopt.load_size = opt.crop_size
-    loader = data.create_dataloader(vopt)
-    segmenter = SyntheticSegmenter()
-    num_classes = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    model.eval()
-    try:
-        with torch.no_grad():
-            for data_i in loader:
-                fake = model(data_i, mode='inference')
-                pred = segmenter.segment(fake.float().cpu())
-                conf += confusion_matrix(pred, data_i['label'][:, 0], num_classes)
-    finally:
-        model.train()
-    scores = {k: float(v) for k, v in scores_from_confusion(conf).items()}
-    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what='layout')
+    loader = data.create_dataloader(val_options(opt))
+    net = train_eval.evaluation_net() if train_eval is not None else ckpt.unwrap(model.netG)
+    with generator_swapped(model, net):
+        scores = score_layout(model, loader, opt)
+    what = 'layout (G_ema)' if train_eval is not None and train_eval.ema is not None else 'layout'
+    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=what)
     return scores
 
 
@@ -179,18 +182,31 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
     """
     options = TrainOptions()
     opt = options.parse(argv)
-    configure_logging(opt.verbose)
     if opt.dry_run:
+        configure_logging(opt.verbose)
         return dry_run(opt, options)
+    created_group = ddp.init_distributed(opt)
+    configure_logging(opt.verbose)
+    try:
+        return _train(opt, options, stop_after_epoch, stop_after_iter)
+    finally:
+        if created_group:
+            barrier()  # rank 0 may still be writing its last files
+            ddp.destroy_distributed()
 
+
+def _train(opt, options, stop_after_epoch, stop_after_iter):
     mode, source = prepare_run_dir(opt)
     vgg_message = resolve_vgg_weights(opt)
     if is_main_process():
         options.save_options(opt)
     logger.info('\n%s', options.format_options(opt))
 
-    seed_everything(opt.seed)
+    seed_everything(opt.seed)  # the same initial weights on every rank
     model = models.create_model(opt)
+    if opt.world_size > 1:
+        ddp.wrap_model(model, opt)
+        seed_everything(ddp.rank_seed(opt.seed, opt.rank))  # per-rank random streams from here on
     trainer = Pix2PixTrainer(opt, model)
     dataloader = data.create_dataloader(opt)
     n_iters = len(dataloader)
@@ -212,7 +228,7 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
             # The uninterrupted run drew the epoch's loader seed before these iterations; the saved
             # RNG state is from after that draw, so it is restored after building the iterator.
             restore_after_iterator = True
-        rng_to_restore = state['rng']
+        rng_to_restore = ddp.rng_states_for_rank(state, opt)
         messages.append(f'resuming from {source}: epoch {start_epoch}, iteration {total_iters} '
                         f'(full state: networks, optimizers, RNG)')
     elif mode == 'weights':
@@ -230,6 +246,9 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
     visualizer = Visualizer(opt, resume_iter=resume_iter)
     for m in messages:
         visualizer.log_message(m)
+    train_eval = TrainEval(opt, trainer.model_on_one_device, dataloader.dataset, visualizer)
+    if mode == 'state':
+        train_eval.load_state_dict(state.get('extra', {}).get('train_eval'), source)
     if rng_to_restore is not None and not restore_after_iterator:
         ckpt.set_rng_states(rng_to_restore)
 
@@ -256,6 +275,7 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
             for i, data_i in enumerate(epoch_iterator, start=skip):
                 if i % opt.D_steps_per_G == 0:
                     trainer.run_generator_one_step(data_i)
+                    train_eval.after_generator_step()
                 trainer.run_discriminator_one_step(data_i)
                 epoch_iter += 1
                 total_iters += 1
@@ -268,16 +288,19 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
                 t_iter = time.time()
                 if total_iters % opt.display_freq == 0:
                     visualizer.display_current_results(visuals_of(trainer, data_i), epoch, total_iters)
+                train_eval.maybe_evaluate(epoch, total_iters)
                 if total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
-                    save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=False)
+                    save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=False,
+                                    train_eval=train_eval)
                     logger.info('saved the latest state (epoch %d, iteration %d)', epoch, total_iters)
                 if stop_after_iter is not None and total_iters >= stop_after_iter:
                     bar.close()
                     return {}
             bar.close()
-            save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=True)
+            save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=True, train_eval=train_eval)
             if is_main_process() and (epoch % opt.save_epoch_freq == 0 or epoch == total_epochs):
                 ckpt.save_network_weights(trainer.model, opt, epoch)
+                train_eval.save_weights(epoch)
             logger.info('end of epoch %d / %d (%d iterations, %.0f s so far)', epoch, total_epochs,
                         total_iters, time.time() - t_start)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -287,7 +310,8 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
 
     scores = {}
     if opt.dataset_mode == 'synthetic' and is_main_process():
-        scores = evaluate_layout(opt, trainer.model_on_one_device, visualizer, max(epoch, 0), total_iters)
+        scores = evaluate_layout(opt, trainer.model_on_one_device, visualizer, max(epoch, 0), total_iters,
+                                 train_eval)
         print(f'layout score of the synthesized val images: pixel accuracy {scores["pixel_accuracy"]:.4f}, '
               f'mIoU {scores["mIoU"]:.4f} (mean class accuracy {scores["mean_accuracy"]:.4f})')
     logger.info('training finished in %.1f s; checkpoints and web page in %s', time.time() - t_start,

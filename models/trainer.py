@@ -9,6 +9,7 @@ import logging
 import torch
 
 import models
+from util.ddp import no_sync
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +91,14 @@ class Pix2PixTrainer:
 
     def run_generator_one_step(self, data):
         self.optimizer_G.zero_grad()
-        with self._autocast():
-            g_losses, generated = self.model(data, mode='generator')
-        g_loss = self._total(g_losses)
-        self._check_finite(g_losses, 'generator')
-        self._step(self.optimizer_G, self.scaler_G, g_loss)
+        # The G loss also back-propagates into D; the D step zeroes those gradients before its own
+        # backward, so under DDP they are not all-reduced (no_sync is a no-op otherwise).
+        with no_sync(getattr(self.model_on_one_device, 'netD', None)):
+            with self._autocast():
+                g_losses, generated = self.model(data, mode='generator')
+            g_loss = self._total(g_losses)
+            self._check_finite(g_losses, 'generator')
+            self._step(self.optimizer_G, self.scaler_G, g_loss)
         self.g_losses = {k: v.detach() for k, v in g_losses.items()}
         self.generated = generated.detach()
 

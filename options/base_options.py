@@ -14,18 +14,10 @@ import sys
 
 import torch
 
+from data.base_dataset import PREPROCESS_MODES
+
 logger = logging.getLogger(__name__)
 
-PREPROCESS_MODES = (
-    "resize_and_crop",
-    "crop",
-    "scale_width",
-    "scale_width_and_crop",
-    "scale_shortside",
-    "scale_shortside_and_crop",
-    "fixed",
-    "none",
-)
 
 # Options computed from others; never written to opt.json / opt.txt and never read back from them.
 DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank")

@@ -12,6 +12,9 @@ class TestOptions(BaseOptions):
         parser.add_argument("--which_epoch", type=str, default="latest",
                             help="which epoch to load: a number or 'latest'")
         parser.add_argument("--how_many", type=int, default=float("inf"), help="how many test images to run")
+        parser.add_argument("--use_ema", action="store_true",
+                            help="load <which_epoch>_net_G_ema.pth (the EMA generator of --ema_decay) "
+                                 "instead of _net_G.pth")
         parser.add_argument("--evaluate", action="store_true",
                             help="compute the metrics (FID, ..., segmentation scores) after generation")
         parser.add_argument("--save_attention", action="store_true",

@@ -52,4 +52,21 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--gan_mode", type=str, default="hinge", choices=["hinge", "ls", "original", "w"],
                             help="GAN loss")
         parser.add_argument("--netD", type=str, default="multiscale", help="discriminator architecture")
+
+        # evaluation during training and the EMA generator (util/train_eval.py, util/ema.py)
+        parser.add_argument("--eval_freq", type=int, default=0,
+                            help="iterations between FID / layout-score evaluations on the val split "
+                                 "(keeps best_net_G.pth); 0 = off")
+        parser.add_argument("--eval_batches", type=int, default=0,
+                            help="val batches used by --eval_freq; 0 = the whole val split")
+        parser.add_argument("--inception_weights", type=str, default=None,
+                            help="pt_inception-2015-12-05-6726825d.pth for FID (default: torch hub cache)")
+        parser.add_argument("--fid_dims", type=int, default=2048, choices=[64, 192, 768, 2048],
+                            help="Inception feature dimension of FID during training (default 2048)")
+        parser.add_argument("--ema_decay", type=float, default=0.0,
+                            help="keep an exponential moving average of G with this decay (e.g. 0.999), "
+                                 "used for evaluation and saved as *_net_G_ema.pth; 0 = off")
+        parser.add_argument("--bn_recalib_batches", type=int, default=20,
+                            help="training batches over which the EMA G's BatchNorm statistics are "
+                                 "re-estimated before it is used")
         return parser

@@ -225,7 +225,6 @@ def bench_config(name, extra, args, device_flag, random_vgg, crop=None, infer=Tr
             set_spade_impl(model, "ref")
             result["infer_flops_model"] = count_flops(infer_step)
             set_spade_impl(model, spec["impl"])
-    del trainer, model
     return result
 
 
@@ -324,7 +323,7 @@ def main(argv=None):
 
     # ---- derived figures
     derived = {}
-    for name, r in results.items():
+    for r in results.values():
         dtype = "bf16" if r["amp"] == "bf16" else "fp32"
         if dtype in peak and "train_flops_model" in r:
             r["train_flops_per_s"] = r["train_flops_model"] / r["train_step_s_median"]

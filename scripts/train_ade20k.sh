@@ -20,8 +20,6 @@ cd "$(dirname "$0")/.."
 DATAROOT="${ADE20K_DATAROOT:-./datasets/ADEChallengeData2016}"
 NAME="${NAME:-ade20k_dagan}"
 NGPU="${NGPU:-1}"
-NNODES="${NNODES:-1}"
-TORCHRUN="${TORCHRUN:-torchrun}"
 
 FLAGS=(
   --name "$NAME"
@@ -38,11 +36,6 @@ FLAGS=(
   --niter 100 --niter_decay 100
 )
 
-if [ "$NNODES" -gt 1 ]; then
-  : "${NODE_RANK:?set NODE_RANK (0..NNODES-1) for multi-node training}"
-  : "${RDZV_ENDPOINT:?set RDZV_ENDPOINT=HOST:PORT of the rendezvous node}"
-  exec "$TORCHRUN" --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node="$NGPU" \
-    --rdzv_backend c10d --rdzv_endpoint "$RDZV_ENDPOINT" \
-    train.py "${FLAGS[@]}" "$@"
-fi
-exec "$TORCHRUN" --standalone --nproc_per_node="$NGPU" train.py "${FLAGS[@]}" "$@"
+# shellcheck source=launch_train.sh
+source scripts/launch_train.sh
+launch_train "$@"

@@ -10,7 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: on a shared 2-core machine two OpenMP threads per process stall 5-10x under load.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -22,3 +23,9 @@ def tmp_torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(home))
     assert torch.hub.get_dir() == str(home / "hub")
     return home
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """Root of a small generated synthetic dataset, shared by the training tests of one session."""
+    return str(tmp_path_factory.mktemp("synthetic") / "data")

@@ -5,6 +5,7 @@ import os
 import socket
 
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import data
@@ -15,7 +16,8 @@ def tiny_args(root, ckpt_dir, name, *extra):
     # 4 training samples, global batch 2 = 1 per rank: 2 iterations per epoch.
     return ['--dataroot', root, '--synthetic_num_train', '8', '--synthetic_num_val', '2',
             '--checkpoints_dir', str(ckpt_dir), '--name', name, '--gpu_ids', '-1',
-            '--ngf', '4', '--ndf', '4', '--crop_size', '32', '--load_size', '32',
+            '--ngf', '4', '--ndf', '4', '--crop_size', '64', '--load_size', '64',
+            '--norm_G', 'spectralspadeinstance3x3',  # per-rank batch 1: no batch statistics
             '--num_D', '1', '--n_layers_D', '2', '--batchSize', '2', '--max_dataset_size', '4',
             '--no_vgg_loss', '--print_freq', '1', '--display_freq', '100', '--no_html',
             '--niter', '2', '--niter_decay', '0', '--save_latest_freq', '1', *extra]
@@ -34,10 +36,15 @@ def _worker(rank, world_size, port, root, ckpt_dir):
     torch.set_num_threads(1)
     import train
 
-    train.main(tiny_args(root, ckpt_dir, 'full'))
-    # Killed after iteration 3 = the first iteration of epoch 2 (its state was saved then).
-    train.main(tiny_args(root, ckpt_dir, 'split'), stop_after_iter=3)
-    train.main(tiny_args(root, ckpt_dir, 'split', '--continue_train'))
+    # One process group for the three runs (train.main joins an existing group and leaves it open).
+    dist.init_process_group('gloo')
+    try:
+        train.main(tiny_args(root, ckpt_dir, 'full'))
+        # Killed after iteration 3 = the first iteration of epoch 2 (its state was saved then).
+        train.main(tiny_args(root, ckpt_dir, 'split'), stop_after_iter=3)
+        train.main(tiny_args(root, ckpt_dir, 'split', '--continue_train'))
+    finally:
+        dist.destroy_process_group()
 
 
 def loss_records(path):

@@ -21,11 +21,6 @@ from util.html import url_to_path
 LOSS_KEYS = {'GAN', 'GAN_Feat', 'D_Fake', 'D_real'}
 
 
-@pytest.fixture(scope='session')
-def synth_root(tmp_path_factory):
-    return str(tmp_path_factory.mktemp('synthetic') / 'data')
-
-
 def tiny_args(synth_root, ckpt_dir, name, *extra):
     # 4 training samples, batch 2: 2 iterations per epoch.
     return ['--dataroot', synth_root, '--synthetic_num_train', '8', '--synthetic_num_val', '4',

@@ -294,8 +294,8 @@ def load_training_state(trainer, path, device):
 def run_files(opt):
     """Files in checkpoints/<name>/ that belong to a training run (not opt.txt/opt.json alone)."""
     d = run_dir(opt)
-    patterns = ['*_state.pth', '*_net_G.pth', '*_net_D.pth', '*_net_E.pth',
-                'loss_log.txt', 'loss_log.jsonl']
+    patterns = ['*_state.pth', '*_net_G.pth', '*_net_D.pth', '*_net_E.pth', '*_net_G_ema.pth',
+                'best.json', 'loss_log.txt', 'loss_log.jsonl']
     found = []
     for p in patterns:
         found.extend(glob.glob(os.path.join(glob.escape(d), p)))

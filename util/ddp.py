@@ -37,7 +37,10 @@ def backend_for(device):
 
 
 def init_distributed(opt, timeout_minutes=30):
-    """Join the torchrun process group when ``opt.world_size > 1``; returns True if distributed.
+    """Join the torchrun process group when ``opt.world_size > 1``.
+
+    Returns True only when this call created the group (the caller then destroys it at the end);
+    False in a single-process run or when the group already exists (e.g. made by a test harness).
 
     torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; the options module has already
     read them into ``opt`` and chosen ``opt.device`` (cuda:<local rank> on CUDA).
@@ -45,7 +48,7 @@ def init_distributed(opt, timeout_minutes=30):
     if getattr(opt, "world_size", 1) <= 1:
         return False
     if dist.is_initialized():
-        return True
+        return False
     device = torch.device(opt.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

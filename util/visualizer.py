@@ -217,8 +217,13 @@ class Visualizer:
                     + [r.get(k, '') for k in score_names] for r in eval_records[::-1]]
             page.add_table(rows, header=['epoch', 'iter', 'split', 'score'] + score_names)
             if len(eval_records) > 1:
-                page.doc.add(dominate.util.raw(
-                    svg_line_plot(eval_records, score_names, title='evaluation', x_key='iter')))
+                # FID lives on its own scale; the accuracies and mIoU are fractions in [0,1].
+                separate = [n for n in score_names if n in ('fid', 'kid')]
+                groups = [[n] for n in separate] + [[n for n in score_names if n not in separate]]
+                for group in groups:
+                    if group:
+                        page.doc.add(dominate.util.raw(svg_line_plot(
+                            eval_records, group, title='evaluation: ' + ', '.join(group), x_key='iter')))
         steps = self._display_steps()
         for (epoch, iters) in sorted(steps, reverse=True):
             page.add_header(f'epoch [{epoch}] iteration [{iters}]')

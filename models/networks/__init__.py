@@ -5,9 +5,6 @@ it to ``opt.device``. ``modify_commandline_options`` adds the flags of the chose
 """
 
 import logging
-import sys
-
-import torch
 
 from .attention import ChannelAttention, ScaleFusion, SpatialAttention
 from .base_network import BaseNetwork, count_parameters, init_weights

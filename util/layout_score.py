@@ -1,0 +1,54 @@
+"""Layout faithfulness on the synthetic dataset, shared by train.py (periodic and final evaluation)
+and test.py: the dataset's exact segmenter labels each generated image and the labels are compared
+with the input label map through util.metrics.segmentation (pixel accuracy, mean accuracy, mIoU)."""
+import logging
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class LayoutScorer:
+    """Accumulates a confusion matrix of segmented generated images against their input labels.
+
+    update(fake float [B,3,H,W] in [-1,1], label int64 [B,1,H,W]); scores() -> dict of floats in
+    [0,1]: pixel_accuracy, mean_accuracy, mIoU.
+    """
+
+    def __init__(self, opt):
+        from data.synthetic import SyntheticSegmenter
+        from util.metrics.segmentation import confusion_matrix, scores_from_confusion
+
+        self.segmenter = SyntheticSegmenter()
+        self._confusion_matrix = confusion_matrix
+        self._scores = scores_from_confusion
+        self.num_classes = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        self.conf = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+
+    def update(self, fake, label):
+        pred = self.segmenter.segment(fake.detach().float().cpu())
+        target = label[:, 0].cpu()
+        self.conf += self._confusion_matrix(pred, target, self.num_classes).cpu()
+
+    def scores(self):
+        return {k: float(v) for k, v in self._scores(self.conf).items()}
+
+
+def score_layout(model, loader, opt, max_batches=0):
+    """Synthesize ``loader``'s batches with ``model`` (mode 'inference') and score their layout.
+
+    model: a Pix2PixModel (its netG is used as it is; eval mode is set and restored here).
+    max_batches: 0 = every batch. Returns the LayoutScorer's scores.
+    """
+    scorer = LayoutScorer(opt)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, data_i in enumerate(loader):
+                if max_batches and i >= max_batches:
+                    break
+                scorer.update(model(data_i, mode='inference'), data_i['label'])
+    finally:
+        model.train(was_training)
+    return scorer.scores()
