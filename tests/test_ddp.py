@@ -5,6 +5,7 @@ loss is a mean over the batch, so DDP's gradient averaging over 2 ranks equals t
 """
 import argparse
 import os
+import warnings
 
 import pytest
 import torch
@@ -100,10 +101,20 @@ def _worker(rank, world_size, init_file, out_path):
 
 @pytest.fixture(scope="module")
 def two_process_result(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("ddp")
-    out_path = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(out_path)), nprocs=2, join=True)
-    return torch.load(out_path, weights_only=True)
+    # Gloo's rendezvous between two spawned processes failed once (not reproducible) on a loaded
+    # 2-core machine; one retry with a fresh store keeps the suite stable. A real bug fails both times.
+    first_error = None
+    for attempt in range(2):
+        tmp_path = tmp_path_factory.mktemp(f"ddp{attempt}")
+        out_path = tmp_path / "rank0.pt"
+        try:
+            mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(out_path)), nprocs=2, join=True)
+            return torch.load(out_path, weights_only=True)
+        except mp.ProcessRaisedException as err:
+            if first_error is not None:
+                raise RuntimeError(f"2-process run failed twice; first error:\n{first_error}") from err
+            first_error = err
+            warnings.warn(f"2-process run failed, retrying once: {err}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")
