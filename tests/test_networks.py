@@ -23,7 +23,7 @@ from models.networks import (
     count_parameters,
 )
 
-LAYOUT_DIR = "/work/shared/checkpoint_layout"
+LAYOUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoint_layout")
 
 # SPEC section 6: label_nc, dontcare, instance, crop, aspect, n_up.
 DATASETS = {

@@ -141,7 +141,7 @@ def test_layout_scorer_is_exact_on_real_images(tmp_path, synthetic_root):
 
 def test_official_layout_key_names(tmp_path, synthetic_root):
     """Our DAGAN G has exactly the key names of the released checkpoints (shapes depend on sizes)."""
-    layout = os.path.join("/work/shared/checkpoint_layout", "dagan_netG_cityscapes.txt")
+    layout = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoint_layout", "dagan_netG_cityscapes.txt")
     if not os.path.isfile(layout):
         pytest.skip("checkpoint layout file not available")
     with open(layout) as f:
