@@ -39,7 +39,7 @@ def _bn_keys_tolerant(state_dict, module):
 
 # ================================================================================== DRN-D-105
 class _DRNBottleneck(nn.Module):
-    """DRN residual bottleneck: 1x1 -> 3x3 (stride, dilation) -> 1x1 (x4), projection shortcut."""
+    """Residual bottleneck (DRN; torchvision ResNet when dilation=1): 1x1 -> 3x3 (stride, dilation) -> 1x1 (x4), projection shortcut."""
 
     def __init__(self, cin, width, stride=1, dilation=1, project=False):
         super().__init__()
@@ -126,25 +126,12 @@ def _conv_bn_relu(cin, cout, k):
                          nn.ReLU(inplace=True))
 
 
-class _TVBottleneck(nn.Module):
-    """ResNet v1.5-style bottleneck (stride on the 3x3), keys conv1..3, bn1..3, downsample.0/1."""
+class _TVBottleneck(_DRNBottleneck):
+    """ResNet v1.5-style bottleneck (stride on the 3x3), keys conv1..3, bn1..3, downsample.0/1:
+    the DRN bottleneck without dilation."""
 
     def __init__(self, cin, width, stride=1, project=False):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(width * 4)
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, width * 4, 1, stride, bias=False),
-                                         nn.BatchNorm2d(width * 4)) if project else None)
-
-    def forward(self, x):
-        h = F.relu(self.bn1(self.conv1(x)))
-        h = F.relu(self.bn2(self.conv2(h)))
-        h = self.bn3(self.conv3(h))
-        return F.relu(h + (self.downsample(x) if self.downsample is not None else x))
+        super().__init__(cin, width, stride, dilation=1, project=project)
 
 
 class UperNetEncoderResNet101(nn.Module):
