@@ -29,3 +29,20 @@ def tmp_torch_home(tmp_path, monkeypatch):
 def synth_root(tmp_path_factory):
     """Root of a small generated synthetic dataset, shared by the training tests of one session."""
     return str(tmp_path_factory.mktemp("synthetic") / "data")
+
+
+@pytest.fixture
+def random_inception(tmp_torch_home):
+    """Random-weight FID Inception saved under the TF-Inception file name in the temp hub cache."""
+    from util.metrics.fid import INCEPTION_WEIGHTS_FILE, build_fid_inception_structure
+
+    torch.manual_seed(0)
+    net = build_fid_inception_structure()
+    # Non-trivial BatchNorm statistics, so a test would notice a mixed-up eval/train mode.
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_torch_home / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE
+    torch.save(net.state_dict(), path)
+    return path

@@ -1,6 +1,5 @@
 """Mixed precision (--amp): fp32 losses, fp32 spectral-norm power iteration, bf16 close to fp32 on CPU."""
 
-import argparse
 
 import pytest
 import torch
@@ -9,23 +8,14 @@ import torch.nn as nn
 from models.networks.normalization import FP32SpectralNorm, spectral_norm
 from models.pix2pix_model import Pix2PixModel
 from models.trainer import Pix2PixTrainer
+from test_model import make_opt as model_opt
 
 
 def make_opt(**overrides):
-    values = dict(
-        netG="dagan", ngf=8, init_type="xavier", init_variance=0.02, z_dim=16, use_vae=False,
-        norm_G="spectralspadesyncbatch3x3", norm_D="spectralinstance", norm_E="spectralinstance",
-        num_upsampling_layers="normal", crop_size=32, aspect_ratio=1.0, label_nc=4,
-        contain_dontcare_label=True, no_instance=False, output_nc=3, netD="multiscale", ndf=8, num_D=2,
-        n_layers_D=3, no_sam=False, no_cam=False, cam_mode="II", cam_scales=1, isTrain=True,
-        gan_mode="hinge", no_ganFeat_loss=False, no_vgg_loss=True, vgg_weights=None, lambda_feat=10.0,
-        lambda_vgg=10.0, lambda_kld=0.05, lr=2e-4, beta1=0.5, beta2=0.999, no_TTUR=False,
-        niter=1, niter_decay=0, amp="none", device=torch.device("cpu"),
-    )
+    # test_model's tiny configuration, with a 3-layer D and a one-epoch schedule for the trainer.
+    values = dict(n_layers_D=3, niter=1, niter_decay=0, amp="none")
     values.update(overrides)
-    values["semantic_nc"] = (values["label_nc"] + (1 if values["contain_dontcare_label"] else 0)
-                             + (0 if values["no_instance"] else 1))
-    return argparse.Namespace(**values)
+    return model_opt(**values)
 
 
 def make_batch(opt, batch=2, seed=0):

@@ -5,8 +5,7 @@ import torch
 from PIL import Image
 
 from util.metrics import fid as fidmod
-from util.metrics.fid import (INCEPTION_WEIGHTS_FILE, activations_from_files, build_fid_inception_structure,
-                              fid_from_activations, kid_from_activations, load_fid_inception)
+from util.metrics.fid import (INCEPTION_WEIGHTS_FILE, activations_from_files, fid_from_activations, kid_from_activations, load_fid_inception)
 from util.metrics.images import list_images
 
 
@@ -27,21 +26,6 @@ def _write_images(folder, n, seed, size=(40, 32), low=0, high=256):
         arr = rng.randint(low, high, size=(size[1], size[0], 3)).astype(np.uint8)
         Image.fromarray(arr).save(folder / f"img_{i:02d}.png")
     return folder
-
-
-@pytest.fixture
-def random_inception(tmp_torch_home):
-    """Random-weight FID Inception saved under the TF-Inception file name in a temp hub cache."""
-    torch.manual_seed(0)
-    net = build_fid_inception_structure()
-    # Non-trivial BatchNorm statistics, so the test would notice a mixed-up eval/train mode.
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    path = tmp_torch_home / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE
-    torch.save(net.state_dict(), path)
-    return path
 
 
 def _pytorch_fid_model(monkeypatch, path, dims):

@@ -249,19 +249,9 @@ def test_use_vae_needs_and_loads_encoder(tmp_path, synthetic_root):
     assert len(os.listdir(os.path.join(result["web_dir"], "images", "sam_attention"))) == 1
 
 
-def _save_random_inception(torch_home):
-    from util.metrics.fid import INCEPTION_WEIGHTS_FILE, build_fid_inception_structure
-
-    torch.manual_seed(0)
-    path = torch_home / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE
-    torch.save(build_fid_inception_structure().state_dict(), path)
-    return path
-
-
-def test_evaluate_writes_metrics_and_table(tmp_path, synthetic_root, tmp_torch_home, monkeypatch):
+def test_evaluate_writes_metrics_and_table(tmp_path, synthetic_root, random_inception, monkeypatch):
     from util.metrics import evaluation as ev_mod
 
-    _save_random_inception(tmp_torch_home)
     # 64-d Inception features: the same code path, without the 2048x2048 matrix square root.
     monkeypatch.setattr(test_py, "FID_DIMS", 64)
     calls = []

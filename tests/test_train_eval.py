@@ -12,8 +12,7 @@ import train
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from test_train import assert_same_state, load_sd, read_jsonl, tiny_args
-from util.metrics.fid import (INCEPTION_WEIGHTS_FILE, activations_from_tensors, build_fid_inception_structure,
-                              fid_from_activations, load_fid_inception)
+from util.metrics.fid import (INCEPTION_WEIGHTS_FILE, activations_from_tensors, fid_from_activations, load_fid_inception)
 from util.train_eval import TrainEval, generator_swapped
 
 
@@ -58,17 +57,6 @@ def test_layout_only_evaluation_picks_highest_accuracy(synth_root, tmp_path, tmp
     best = json.loads((run / 'best.json').read_text())
     assert best['metric'] == 'pixel_accuracy'
     assert best['value'] == max(r['pixel_accuracy'] for r in evals)
-
-
-@pytest.fixture
-def random_inception(tmp_torch_home):
-    torch.manual_seed(0)
-    net = build_fid_inception_structure()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    torch.save(net.state_dict(), tmp_torch_home / 'hub' / 'checkpoints' / INCEPTION_WEIGHTS_FILE)
 
 
 def test_fid_during_training_with_ema_equals_util_metrics(synth_root, tmp_path, random_inception):
