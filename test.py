@@ -40,6 +40,7 @@ import data
 import models
 from options.test_options import TestOptions
 from util import checkpoint, util
+from util.cpu import apply_cpu_settings
 from util.html import HTML, write_text_atomic
 from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared with train.py)
 
@@ -246,6 +247,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.DEBUG if opt.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.manual_seed(opt.seed)
+    apply_cpu_settings(opt)
 
     dataloader = data.create_dataloader(opt)
     model = models.create_model(opt)

@@ -29,6 +29,7 @@ from models.trainer import Pix2PixTrainer
 from options.train_options import TrainOptions
 from util import checkpoint as ckpt
 from util import ddp
+from util.cpu import apply_cpu_settings
 from util.distributed import barrier, is_main_process
 from util.train_eval import TrainEval, generator_swapped, val_options
 from util.visualizer import Visualizer
@@ -187,6 +188,7 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
         return dry_run(opt, options)
     created_group = ddp.init_distributed(opt)
     configure_logging(opt.verbose)
+    apply_cpu_settings(opt)
     try:
         return _train(opt, options, stop_after_epoch, stop_after_iter)
     finally:

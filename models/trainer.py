@@ -37,6 +37,20 @@ def g_d_learning_rates(opt, base_lr):
     return base_lr / 2, base_lr * 2
 
 
+@contextlib.contextmanager
+def frozen(net):
+    """Parameters of ``net`` (a module, a DDP wrapper or None) do not require grad inside the block;
+    afterwards each gets its own previous setting back."""
+    params = [p for p in net.parameters() if p.requires_grad] if net is not None else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class Pix2PixTrainer:
     """Holds the Pix2PixModel and its two Adam optimizers and runs the per-iteration steps.
 
@@ -53,6 +67,9 @@ class Pix2PixTrainer:
         # Under DDP self.model is the wrapper; optimizers and checkpoints use the bare module.
         self.model_on_one_device = self.model.module if hasattr(self.model, 'module') else self.model
         self.optimizer_G, self.optimizer_D = self.model_on_one_device.create_optimizers(opt)
+        # False reproduces the reference's work (D's weight gradients computed in the G step and
+        # discarded); the benchmark's 'reference' configuration uses it. Same updates either way.
+        self.freeze_D_in_G_step = True
         self.g_losses = {}
         self.d_losses = {}
         self.generated = None
@@ -91,9 +108,12 @@ class Pix2PixTrainer:
 
     def run_generator_one_step(self, data):
         self.optimizer_G.zero_grad()
-        # The G loss also back-propagates into D; the D step zeroes those gradients before its own
-        # backward, so under DDP they are not all-reduced (no_sync is a no-op otherwise).
-        with no_sync(getattr(self.model_on_one_device, 'netD', None)):
+        # The reference back-propagates the G loss into D's weights too and the D step throws those
+        # gradients away (it zeroes them first). Here D's parameters are frozen during the G step:
+        # the same updates, without computing D's weight gradients (the G loss still flows through
+        # D to the fake image). Under DDP, D also runs under no_sync (a no-op otherwise).
+        netD = getattr(self.model_on_one_device, 'netD', None)
+        with no_sync(netD), frozen(netD if self.freeze_D_in_G_step else None):
             with self._autocast():
                 g_losses, generated = self.model(data, mode='generator')
             g_loss = self._total(g_losses)

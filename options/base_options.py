@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 # Options computed from others; never written to opt.json / opt.txt and never read back from them.
+PROCESS_OPTIONS = ("memory_format", "cpu_malloc")
 DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank")
 
 
@@ -69,6 +70,13 @@ class BaseOptions:
                             help="build the networks from the options alone, print options and sizes, exit")
         parser.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
                             help="mixed precision: autocast in bf16 (CPU or CUDA) or fp16 (CUDA, grad scaler)")
+        parser.add_argument("--memory_format", type=str, default="contiguous",
+                            choices=["channels_last", "contiguous"],
+                            help="layout of weights and activations: contiguous (NCHW, as the reference code) or "
+                                 "channels_last (NHWC, faster convolutions; inference only, the default of test.py)")
+        parser.add_argument("--cpu_malloc", type=str, default="keep", choices=["keep", "system"],
+                            help="CPU runs: 'keep' makes glibc reuse freed memory instead of page-faulting every "
+                                 "large tensor in again (faster; peak memory stays reserved), 'system' leaves it as is")
 
         # normalisation
         parser.add_argument("--norm_G", type=str, default="spectralspadesyncbatch3x3",
@@ -167,8 +175,10 @@ class BaseOptions:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
         known = {action.dest for action in parser._actions}
-        # Options of the run being loaded become defaults; flags given now still win.
-        parser.set_defaults(**{k: v for k, v in saved.items() if k in known and k not in DERIVED_OPTIONS})
+        # Options of the run being loaded become defaults; flags given now still win. The layout and
+        # allocator are choices of this process (test.py runs channels-last), not of the model.
+        parser.set_defaults(**{k: v for k, v in saved.items()
+                               if k in known and k not in DERIVED_OPTIONS and k not in PROCESS_OPTIONS})
         return parser
 
     def parse(self, args=None):
@@ -181,6 +191,11 @@ class BaseOptions:
             # Test phase: no random crop, the network sees the whole (resized) image.
             opt.load_size = opt.crop_size
 
+        if self.isTrain and opt.memory_format == "channels_last":
+            raise ValueError(
+                "--memory_format channels_last is for inference only (test.py): with torch's kernels, "
+                "channels-last training gave wrong gradients in this model (tests/test_perf.py keeps the "
+                "reproduction); train with the default --memory_format contiguous")
         opt.semantic_nc = opt.label_nc + (1 if opt.contain_dontcare_label else 0) + (0 if opt.no_instance else 1)
         _check_positive(opt)
         resolve_device(opt)

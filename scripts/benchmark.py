@@ -3,20 +3,33 @@
 Times full training iterations (a G step and a D step with every loss on: GAN, feature matching,
 VGG) and inference, after warm-up, at a given configuration (default: ADE20K, 256x256, batch 1;
 any train.py flag can be appended and overrides the defaults). In the same run it measures the
-dense-convolution peak of this machine (one large 3x3 convolution, fp32 and bf16), so the achieved
-FLOP/s are reported as a fraction of what this machine can do, not of a datasheet figure.
+dense-convolution peak of this machine (a large 3x3 convolution in fp32 and bf16, the faster of the
+NCHW and channels-last layouts), so achieved FLOP/s are a fraction of what this machine can do, not
+of a datasheet figure.
 
-    python scripts/benchmark.py                       # default set, a few minutes to ~half an hour on 2 CPU cores
-    python scripts/benchmark.py --quick --json bench.json
-    python scripts/benchmark.py --configs dagan --resolutions 64,128 -- --ngf 32
+    python scripts/benchmark.py --threads 1 --json bench.json   # the default set, ~15 min on 2 CPU cores
+    python scripts/benchmark.py --quick                          # fewer repeats, no 512 sweep point
+    python scripts/benchmark.py --configs dagan,dagan_nchw --resolutions '' -- --ngf 32
 
-Variants measured (``--configs``): ``dagan`` (fp32, fast path), ``spade`` (``--netG spade``, for the
-attention overhead), ``dagan_ref`` (the plain reference SPADE computation, for the speed-up of the
-fast path), ``dagan_bf16`` (``--amp bf16``). FLOPs are counted with ``torch.utils.flop_counter``:
-``model`` FLOPs are those of the reference computation (what the network is), ``executed`` FLOPs
-those of the path that ran (the one-hot lookup of the fast path does no counted FLOPs). Achieved
-FLOP/s = model FLOPs / median step time. With no VGG19 weights file the perceptual loss uses a
-randomly initialised VGG19 (same cost; said so in the output). Nothing is written except --json.
+Variants (``--configs``):
+  dagan       the default fp32 paths: training as train.py (NCHW, fast SPADE layers, D frozen in the
+              G step, fused Adam), inference as test.py (the same, channels-last)
+  spade       ``--netG spade``; timed interleaved with dagan (alternating iterations), so the
+              attention overhead is not a difference of two runs minutes apart
+  dagan_bf16  ``--amp bf16``
+  dagan_nchw  dagan with inference in the NCHW layout too (``--memory_format contiguous``)
+  dagan_ref   the plain SPADE layers (per-layer resize, dense one-hot conv, separate gamma/beta)
+  reference   the reference code's computation: plain SPADE layers, NCHW, glibc's default allocator
+              (``--cpu_malloc system``) and D's weight gradients computed in the G step (still with
+              fused Adam); run in a child process because the allocator setting is per process
+FLOPs are counted with ``torch.utils.flop_counter``: ``model`` FLOPs are those of the reference
+computation (what the network is), ``executed`` FLOPs those of the path that ran (the fast path's
+one-hot look-ups and the frozen D's skipped weight gradients are not executed). Achieved FLOP/s =
+FLOPs / median step time. Peak memory is the process's peak RSS during the configuration's first
+iteration (CPU; reset through /proc/self/clear_refs), or max allocated (CUDA); it is reported for
+configurations measured first in their process. With no VGG19 weights file the perceptual loss
+uses a randomly initialised VGG19 (same cost; said so in the output). Nothing is written except
+--json.
 """
 import argparse
 import json
@@ -25,6 +38,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +55,7 @@ from models.networks.loss import VGGLoss, vgg19_weights_path  # noqa: E402
 from models.networks.normalization import set_spade_impl  # noqa: E402
 from models.trainer import Pix2PixTrainer  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
+from util.cpu import apply_cpu_settings  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
@@ -54,10 +69,15 @@ ADE20K_FLAGS = [
 CONFIGS = {
     "dagan": dict(flags=[], impl="fast"),
     "spade": dict(flags=["--netG", "spade"], impl="fast"),
-    "dagan_ref": dict(flags=[], impl="ref"),
     "dagan_bf16": dict(flags=["--amp", "bf16"], impl="fast"),
+    "dagan_nchw": dict(flags=[], impl="fast", infer_format="contiguous"),
+    "dagan_ref": dict(flags=[], impl="ref"),
+    "reference": dict(flags=["--cpu_malloc", "system"], impl="ref", infer_format="contiguous", freeze_d=False,
+                      own_process=True),
 }
-DEFAULT_CONFIGS = "dagan,spade,dagan_ref,dagan_bf16"
+DEFAULT_CONFIGS = "dagan,spade,dagan_bf16,reference"
+# Timed in alternation when both are asked for (the attention overhead is a few percent).
+INTERLEAVED = ("dagan", "spade")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,22 +110,26 @@ def synchronize(device):
 
 
 def measure_conv_peak(device, dtype, repeats=5):
-    """FLOP/s of a large dense 3x3 convolution (the best of ``repeats`` timed runs, after warm-up)."""
+    """{layout: FLOP/s} of a large dense 3x3 convolution (best of ``repeats`` timed runs after
+    warm-up) in the NCHW and the channels-last layout; the machine's peak is the larger."""
     batch, channels, size = (8, 256, 128) if device.type == "cuda" else (2, 256, 64)
-    x = torch.randn(batch, channels, size, size, device=device, dtype=dtype)
-    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype) * 0.01
     flops = 2 * batch * channels * channels * 9 * size * size
-    with torch.no_grad():
-        for _ in range(2):
-            F.conv2d(x, w, padding=1)
-        synchronize(device)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            F.conv2d(x, w, padding=1)
+    out = {}
+    for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        x = torch.randn(batch, channels, size, size, device=device, dtype=dtype).contiguous(memory_format=fmt)
+        w = (torch.randn(channels, channels, 3, 3, device=device, dtype=dtype) * 0.01).contiguous(memory_format=fmt)
+        with torch.no_grad():
+            for _ in range(2):
+                F.conv2d(x, w, padding=1)
             synchronize(device)
-            best = min(best, time.perf_counter() - t0)
-    return flops / best
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                F.conv2d(x, w, padding=1)
+                synchronize(device)
+                best = min(best, time.perf_counter() - t0)
+        out[layout] = flops / best
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,19 +171,6 @@ def count_flops(fn):
     return counter.get_total_flops()
 
 
-def timed(fn, device, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def summarize(times):
     times = sorted(times)
     out = {"median": statistics.median(times), "min": times[0], "max": times[-1], "n": len(times)}
@@ -169,63 +180,151 @@ def summarize(times):
     return out
 
 
+def reset_peak_memory(device):
+    """Start a new peak-memory window; False where the peak cannot be reset (then the process's
+    peak so far is reported)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux >= 4.0: resets VmHWM (peak RSS) to the current RSS
+        return True
+    except OSError:
+        return False
+
+
 def peak_memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss: KiB on Linux; the whole process's peak so far (so measure the main config first).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def bench_config(name, extra, args, device_flag, random_vgg, crop=None, infer=True, flops="both",
-                 warmup=None, repeats=None):
-    spec = CONFIGS[name]
-    flags = list(spec["flags"]) + list(extra)
-    if crop:
-        flags += ["--crop_size", str(crop), "--load_size", str(crop)]
-    opt, model = build(flags, spec["impl"], device_flag, random_vgg)
-    device = opt.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    trainer = Pix2PixTrainer(opt, model)
-    data = make_batch(opt)
+class Prepared:
+    """One configuration built and ready: ``train_step()`` and ``infer_step()`` closures."""
+
+    def __init__(self, name, extra, device_flag, random_vgg, crop=None):
+        spec = CONFIGS[name]
+        self.name, self.spec = name, spec
+        self.flags = list(spec["flags"]) + list(extra)
+        if crop:
+            self.flags += ["--crop_size", str(crop), "--load_size", str(crop)]
+        self.opt, self.model = build(self.flags, spec["impl"], device_flag, random_vgg)
+        self.device = self.opt.device
+        self.trainer = Pix2PixTrainer(self.opt, self.model)
+        self.trainer.freeze_D_in_G_step = spec.get("freeze_d", True)
+        self.data = make_batch(self.opt)
+        amp = self.opt.amp == "bf16"
+        self._autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if amp else (
+            lambda: torch.autocast(self.device.type, enabled=False))
+
+    def phase(self, kind):
+        """Layout for the steps that follow: training NCHW (as train.py), inference as test.py."""
+        self.model.set_memory_format(self.spec.get("infer_format", "channels_last") if kind == "infer_step"
+                                     else "contiguous")
+
+    def train_step(self):
+        self.model.train()
+        self.trainer.run_generator_one_step(self.data)
+        self.trainer.run_discriminator_one_step(self.data)
+
+    def infer_step(self):
+        self.model.eval()
+        with self._autocast():
+            self.model(self.data, mode="inference")
+
+    def count(self, step):
+        """(executed FLOPs, model FLOPs) of one call of ``step``: the path that runs, and the same
+        step in the reference computation (plain SPADE layers, D's weight gradients in the G step)."""
+        self.phase(step.__name__)
+        executed = count_flops(step)
+        set_spade_impl(self.model, "ref")
+        freeze = self.trainer.freeze_D_in_G_step
+        self.trainer.freeze_D_in_G_step = False
+        try:
+            model = count_flops(step)
+        finally:
+            set_spade_impl(self.model, self.spec["impl"])
+            self.trainer.freeze_D_in_G_step = freeze
+        return executed, model
+
+
+def time_interleaved(prepared, kind, warmup, repeats):
+    """{name: [seconds]}: ``repeats`` rounds, each timing one step of every configuration in turn."""
+    for p in prepared:
+        p.phase(kind)
+        for _ in range(warmup):
+            getattr(p, kind)()
+    times = {p.name: [] for p in prepared}
+    for _ in range(repeats):
+        for p in prepared:
+            synchronize(p.device)
+            t0 = time.perf_counter()
+            getattr(p, kind)()
+            synchronize(p.device)
+            times[p.name].append(time.perf_counter() - t0)
+    return times
+
+
+def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flops=True, warmup=None,
+                repeats=None):
+    """Time the configurations ``names`` (interleaved when more than one) -> {name: result dict}."""
     warmup = args.warmup if warmup is None else warmup
     repeats = args.repeats if repeats is None else repeats
-
-    def train_step():
-        trainer.run_generator_one_step(data)
-        trainer.run_discriminator_one_step(data)
-
-    result = {"config": name, "flags": flags, "crop_size": opt.crop_size, "batch": opt.batchSize,
-              "amp": opt.amp, "spade_impl": spec["impl"]}
-    times = timed(train_step, device, warmup, repeats)
-    stats = summarize(times)
-    result.update(train_step_s_median=stats["median"], train_step_s=stats,
-                  train_images_per_s=opt.batchSize / stats["median"], train_peak_memory_mb=peak_memory_mb(device))
-    if flops == "both":
-        result["train_flops_executed"] = count_flops(train_step)
-    if flops:
-        set_spade_impl(model, "ref")
-        result["train_flops_model"] = count_flops(train_step)
-        set_spade_impl(model, spec["impl"])
-    if infer:
-        model.eval()
-        amp = torch.autocast(device.type, dtype=torch.bfloat16) if opt.amp == "bf16" else torch.autocast(
-            device.type, enabled=False)
-
-        def infer_step():
-            with amp:
-                model(data, mode="inference")
-
-        stats = summarize(timed(infer_step, device, warmup, repeats))
-        result.update(infer_s_median=stats["median"], infer_s=stats,
-                      infer_images_per_s=opt.batchSize / stats["median"])
-        if flops == "both":
-            result["infer_flops_executed"] = count_flops(infer_step)
+    prepared = []
+    results = {}
+    for name in names:
+        p = Prepared(name, args.extra, device_flag, random_vgg, crop=crop)
+        # Peak memory of the first training iteration (measured before the next configuration is
+        # built; meaningful for the first configuration of a process, see the module doc).
+        first = not prepared and not args.memory_measured
+        reset_peak_memory(p.device)
+        p.train_step()
+        results[name] = {"config": name, "flags": p.flags, "crop_size": p.opt.crop_size, "batch": p.opt.batchSize,
+                         "amp": p.opt.amp, "infer_memory_format": p.spec.get("infer_format", "channels_last"), "spade_impl": p.spec["impl"],
+                         "cpu_malloc": p.opt.cpu_malloc, "freeze_D_in_G_step": p.trainer.freeze_D_in_G_step,
+                         "train_peak_memory_mb": peak_memory_mb(p.device) if first else None}
+        prepared.append(p)
+    args.memory_measured = True
+    # The warm-up iteration above counts as one of the warm-up iterations.
+    train_times = time_interleaved(prepared, "train_step", max(0, warmup - 1), repeats)
+    infer_times = time_interleaved(prepared, "infer_step", warmup, repeats) if infer else {}
+    for p in prepared:
+        r = results[p.name]
+        stats = summarize(train_times[p.name])
+        r.update(train_step_s_median=stats["median"], train_step_s=stats,
+                 train_images_per_s=p.opt.batchSize / stats["median"])
+        if infer:
+            stats = summarize(infer_times[p.name])
+            r.update(infer_s_median=stats["median"], infer_s=stats, infer_images_per_s=p.opt.batchSize / stats["median"])
         if flops:
-            set_spade_impl(model, "ref")
-            result["infer_flops_model"] = count_flops(infer_step)
-            set_spade_impl(model, spec["impl"])
-    return result
+            r["train_flops_executed"], r["train_flops_model"] = p.count(p.train_step)
+            if infer:
+                r["infer_flops_executed"], r["infer_flops_model"] = p.count(p.infer_step)
+    del prepared
+    return results
+
+
+def bench_in_child(name, args):
+    """Run configuration ``name`` in a fresh Python process (its own allocator settings) -> result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "child.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--configs", name, "--resolutions", "",
+               "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--json", out, "--child"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        # The child takes the configuration's own flags (e.g. --cpu_malloc system) as process-wide.
+        cmd += ["--"] + list(args.extra)
+        subprocess.run(cmd, check=True)
+        with open(out, encoding="utf-8") as f:
+            return json.load(f)["configs"][name]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -245,10 +344,12 @@ def parse_args(argv):
                         help="fewer repeats and a sweep without 512: a smoke run of a few minutes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run 'own process' configs here
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
     args.extra = extra
+    args.memory_measured = False
     if args.quick:
         args.repeats, args.warmup = min(args.repeats, 2), min(args.warmup, 1)
         args.resolutions = ",".join(r for r in args.resolutions.split(",") if r and int(r) <= 256)
@@ -269,70 +370,95 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     t_start = time.time()
     device_flag = [] if torch.cuda.is_available() else ["--gpu_ids", "-1"]
-    probe = TrainOptions().parse(["--dataset_mode", "synthetic"] + ADE20K_FLAGS + device_flag + args.extra)
+    names = [c for c in args.configs.split(",") if c]
+    # The process-wide settings come from the flags shared by this process's configurations.
+    shared = args.extra + (CONFIGS[names[0]]["flags"] if args.child and len(names) == 1 else [])
+    probe = TrainOptions().parse(["--dataset_mode", "synthetic"] + ADE20K_FLAGS + device_flag + shared)
     device = probe.device
+    malloc_applied = apply_cpu_settings(probe)
     random_vgg = not probe.no_vgg_loss and not os.path.isfile(vgg19_weights_path(probe.vgg_weights))
     report = {"machine": machine_info(), "device": str(device), "extra_flags": args.extra,
+              "cpu_malloc": f"{probe.cpu_malloc} (applied: {malloc_applied})",
               "vgg": "none (--no_vgg_loss)" if probe.no_vgg_loss else (
                   "randomly initialised VGG19 (weights file absent)" if random_vgg else "ImageNet VGG19"),
               "repeats": args.repeats, "warmup": args.warmup}
-    if random_vgg:
+    if random_vgg and not args.child:
         print(f"note: {vgg19_weights_path(probe.vgg_weights)} not found: the VGG loss runs on a randomly "
               f"initialised VGG19 (same cost)", flush=True)
 
-    peak = {"fp32": measure_conv_peak(device, torch.float32)}
-    try:
-        peak["bf16"] = measure_conv_peak(device, torch.bfloat16)
-    except RuntimeError as err:  # no bf16 convolution kernel on this device
-        logger.warning("bf16 convolution not available: %s", err)
-    report["conv_peak_flops"] = peak
-    print("dense 3x3 conv peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()), flush=True)
+    peak = {}
+    if not args.child:
+        layouts = {"fp32": measure_conv_peak(device, torch.float32)}
+        try:
+            layouts["bf16"] = measure_conv_peak(device, torch.bfloat16)
+        except RuntimeError as err:  # no bf16 convolution kernel on this device
+            logger.warning("bf16 convolution not available: %s", err)
+        peak = {k: max(v.values()) for k, v in layouts.items()}
+        report["conv_peak_flops"] = peak
+        report["conv_peak_flops_by_layout"] = layouts
+        print("dense 3x3 conv peak: " + ", ".join(
+            f"{k} {v / 1e9:.1f} GFLOP/s (" + ", ".join(f"{lay} {x / 1e9:.1f}" for lay, x in layouts[k].items()) + ")"
+            for k, v in peak.items()), flush=True)
 
     results = {}
-    for name in [c for c in args.configs.split(",") if c]:
-        print(f"timing {name} ...", flush=True)
-        # dagan_ref and dagan_bf16 are the dagan network: same FLOPs, not counted twice.
-        same_as = "dagan" if name in ("dagan_ref", "dagan_bf16") and "dagan" in results else None
-        results[name] = bench_config(name, args.extra, args, device_flag, random_vgg,
-                                     flops=None if same_as else "both")
-        r = results[name]
-        if same_as:
-            for key in ("train_flops_model", "infer_flops_model"):
-                r[key] = results[same_as][key]
-            for key in ("train_flops_executed", "infer_flops_executed"):
-                # The reference path executes exactly the model's FLOPs.
-                r[key] = r[key.replace("executed", "model")] if name == "dagan_ref" else results[same_as][key]
-        print(f"  train {r['train_step_s_median']:.3f} s/it, infer {r['infer_s_median']:.3f} s", flush=True)
+    groups = []
+    for name in names:
+        if name in INTERLEAVED and all(n in names for n in INTERLEAVED):
+            if name == INTERLEAVED[0] or INTERLEAVED[0] not in names:
+                groups.append([n for n in INTERLEAVED])
+        else:
+            groups.append([name])
+    for group in groups:
+        if CONFIGS[group[0]].get("own_process") and not args.child:
+            print(f"timing {group[0]} (own process) ...", flush=True)
+            results[group[0]] = bench_in_child(group[0], args)
+        else:
+            print(f"timing {' and '.join(group)}{' (interleaved)' if len(group) > 1 else ''} ...", flush=True)
+            # dagan_ref / dagan_bf16 / dagan_nchw are the dagan network: same FLOPs, counted once.
+            same_as = "dagan" if group[0] in ("dagan_ref", "dagan_bf16", "dagan_nchw") and "dagan" in results else None
+            results.update(bench_group(group, args, device_flag, random_vgg, flops=same_as is None))
+            if same_as:
+                r = results[group[0]]
+                for key in ("train_flops_model", "infer_flops_model", "train_flops_executed", "infer_flops_executed"):
+                    r[key] = results[same_as][key]
+                if group[0] == "dagan_ref":  # executes the plain SPADE layers, with D frozen
+                    for kind in ("train", "infer"):
+                        r[f"{kind}_flops_executed"] = None
+        for n in group:
+            r = results[n]
+            print(f"  {n}: train {r['train_step_s_median']:.3f} s/it, infer {r['infer_s_median']:.3f} s", flush=True)
     report["configs"] = results
 
     sweep = []
-    for crop in [int(r) for r in args.resolutions.split(",") if r]:
-        large = crop > 256
-        print(f"timing dagan at {crop}x{crop} ...", flush=True)
-        # FLOPs grow with the pixels; counting them costs another step, skipped above 256.
-        try:
-            r = bench_config("dagan", args.extra, args, device_flag, random_vgg, crop=crop, infer=False,
-                             flops=None if large else "model", warmup=0 if large else None,
-                             repeats=args.large_repeats if large else None)
-        except ValueError as err:  # e.g. a 1x1 latent grid with BatchNorm at batch 1
-            print(f"  skipped {crop}x{crop}: {err}", flush=True)
-            continue
-        sweep.append({k: r.get(k) for k in ("crop_size", "train_step_s_median", "train_step_s",
-                                            "train_flops_model", "train_peak_memory_mb")})
+    if not args.child:
+        for crop in [int(r) for r in args.resolutions.split(",") if r]:
+            large = crop > 256
+            print(f"timing dagan at {crop}x{crop} ...", flush=True)
+            # FLOPs grow with the pixels; counting them costs more steps, skipped above 256.
+            try:
+                r = bench_group(["dagan"], args, device_flag, random_vgg, crop=crop, infer=False,
+                                flops=not large, warmup=0 if large else None,
+                                repeats=args.large_repeats if large else None)["dagan"]
+            except ValueError as err:  # e.g. a 1x1 latent grid with BatchNorm at batch 1
+                print(f"  skipped {crop}x{crop}: {err}", flush=True)
+                continue
+            sweep.append({k: r.get(k) for k in ("crop_size", "train_step_s_median", "train_step_s",
+                                                "train_flops_model", "train_flops_executed")})
     report["resolution_sweep"] = sweep
 
     # ---- derived figures
     derived = {}
     for r in results.values():
         dtype = "bf16" if r["amp"] == "bf16" else "fp32"
-        if dtype in peak and "train_flops_model" in r:
-            r["train_flops_per_s"] = r["train_flops_model"] / r["train_step_s_median"]
-            r["train_fraction_of_peak"] = r["train_flops_per_s"] / peak[dtype]
-            r["infer_flops_per_s"] = r["infer_flops_model"] / r["infer_s_median"]
-            r["infer_fraction_of_peak"] = r["infer_flops_per_s"] / peak[dtype]
-            r["train_executed_fraction_of_peak"] = (r["train_flops_executed"] / r["train_step_s_median"]) / peak[dtype]
-            r["infer_executed_fraction_of_peak"] = (r["infer_flops_executed"] / r["infer_s_median"]) / peak[dtype]
-            r["peak_used"] = dtype
+        if dtype not in peak:
+            continue
+        r["peak_used"] = dtype
+        for kind, t in (("train", r["train_step_s_median"]), ("infer", r["infer_s_median"])):
+            if r.get(f"{kind}_flops_model"):
+                r[f"{kind}_flops_per_s"] = r[f"{kind}_flops_model"] / t
+                r[f"{kind}_fraction_of_peak"] = r[f"{kind}_flops_per_s"] / peak[dtype]
+            if r.get(f"{kind}_flops_executed"):
+                r[f"{kind}_executed_fraction_of_peak"] = r[f"{kind}_flops_executed"] / t / peak[dtype]
 
     def ratio(a, b, key):
         return results[a][key] / results[b][key]
@@ -340,9 +466,14 @@ def main(argv=None):
     if "dagan" in results and "spade" in results:
         derived["attention_overhead_train"] = ratio("dagan", "spade", "train_step_s_median") - 1
         derived["attention_overhead_infer"] = ratio("dagan", "spade", "infer_s_median") - 1
-    if "dagan" in results and "dagan_ref" in results:
-        derived["fast_path_speedup_train"] = ratio("dagan_ref", "dagan", "train_step_s_median")
-        derived["fast_path_speedup_infer"] = ratio("dagan_ref", "dagan", "infer_s_median")
+        if results["spade"].get("train_flops_model"):
+            derived["attention_flops_overhead_train"] = ratio("dagan", "spade", "train_flops_model") - 1
+            derived["attention_flops_overhead_infer"] = ratio("dagan", "spade", "infer_flops_model") - 1
+    for other, label in (("reference", "vs_reference"), ("dagan_ref", "vs_plain_spade_layers"),
+                         ("dagan_nchw", "vs_nchw")):
+        if "dagan" in results and other in results:
+            derived[f"speedup_train_{label}"] = ratio(other, "dagan", "train_step_s_median")
+            derived[f"speedup_infer_{label}"] = ratio(other, "dagan", "infer_s_median")
     if "dagan" in results and "dagan_bf16" in results:
         derived["bf16_speedup_train"] = ratio("dagan", "dagan_bf16", "train_step_s_median")
         derived["bf16_speedup_infer"] = ratio("dagan", "dagan_bf16", "infer_s_median")
@@ -351,33 +482,47 @@ def main(argv=None):
     report["derived"] = derived
     report["total_runtime_s"] = time.time() - t_start
 
+    if args.child:
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2, default=str)
+        return report
+
     # ---- table
     print()
     print(f"machine: {report['machine']['cpu']} ({report['machine']['cpu_count']} logical CPUs, "
           f"{report['machine']['threads']} torch threads), device {device}, torch {torch.__version__}; "
-          f"VGG: {report['vgg']}")
-    header = (f"{'config':<11} {'train s/it':>11} {'spread':>17} {'img/s':>7} {'infer s':>8} {'img/s':>7} "
+          f"VGG: {report['vgg']}; malloc: {report['cpu_malloc']}")
+    header = (f"{'config':<11} {'train s/it':>11} {'spread':>13} {'img/s':>7} {'infer s':>8} {'img/s':>7} "
               f"{'peak MB':>8} {'GFLOP/it':>9} {'exec GF':>8} {'train %pk':>9} {'(exec)':>7} "
               f"{'infer %pk':>9} {'(exec)':>7}")
     print(header)
     print("-" * len(header))
+
+    def fmt_pct(r, key):
+        return pct(r[key]) if r.get(key) is not None else "-"
+
     for name, r in results.items():
         spread = f"{r['train_step_s']['min']:.2f}-{r['train_step_s']['max']:.2f}"
-        print(f"{name:<11} {r['train_step_s_median']:>11.3f} {spread:>17} {r['train_images_per_s']:>7.3f} "
-              f"{r['infer_s_median']:>8.3f} {r['infer_images_per_s']:>7.3f} {r['train_peak_memory_mb']:>8.0f} "
-              f"{r.get('train_flops_model', 0) / 1e9:>9.1f} {r.get('train_flops_executed', 0) / 1e9:>8.1f} "
-              f"{pct(r.get('train_fraction_of_peak', 0)):>9} {pct(r.get('train_executed_fraction_of_peak', 0)):>7} "
-              f"{pct(r.get('infer_fraction_of_peak', 0)):>9} {pct(r.get('infer_executed_fraction_of_peak', 0)):>7}")
+        mem = f"{r['train_peak_memory_mb']:.0f}" if r.get("train_peak_memory_mb") else "-"
+        executed = f"{r['train_flops_executed'] / 1e9:.1f}" if r.get("train_flops_executed") else "-"
+        print(f"{name:<11} {r['train_step_s_median']:>11.3f} {spread:>13} {r['train_images_per_s']:>7.3f} "
+              f"{r['infer_s_median']:>8.3f} {r['infer_images_per_s']:>7.3f} {mem:>8} "
+              f"{r.get('train_flops_model', 0) / 1e9:>9.1f} {executed:>8} "
+              f"{fmt_pct(r, 'train_fraction_of_peak'):>9} {fmt_pct(r, 'train_executed_fraction_of_peak'):>7} "
+              f"{fmt_pct(r, 'infer_fraction_of_peak'):>9} {fmt_pct(r, 'infer_executed_fraction_of_peak'):>7}")
     print("GFLOP/it and %pk: FLOPs of the reference computation (model FLOPs); exec: FLOPs the run executed "
-          "(the fast path looks one-hot convolutions up instead of multiplying zeros)")
+          "(one-hot look-ups instead of multiplying zeros; no D weight gradients in the G step)")
     if sweep:
         print()
-        print(f"{'crop':>6} {'train s/it':>11} {'GFLOP/it':>9} {'s per Mpixel':>13}")
+        print(f"{'crop':>6} {'train s/it':>11} {'GFLOP/it':>9} {'s per Mpixel':>13} {'exec %pk':>9}")
         for s in sweep:
             mpix = s["crop_size"] ** 2 / 1e6
             gflops = f"{s['train_flops_model'] / 1e9:>9.1f}" if s["train_flops_model"] else f"{'-':>9}"
+            frac = (pct(s["train_flops_executed"] / s["train_step_s_median"] / peak["fp32"])
+                    if s.get("train_flops_executed") and "fp32" in peak else "-")
             print(f"{s['crop_size']:>6} {s['train_step_s_median']:>11.3f} {gflops} "
-                  f"{s['train_step_s_median'] / mpix:>13.2f}")
+                  f"{s['train_step_s_median'] / mpix:>13.2f} {frac:>9}")
     print()
     for k, v in derived.items():
         print(f"{k}: {pct(v) if 'overhead' in k else f'{v:.2f}x'}")

@@ -134,21 +134,29 @@ def test_two_ranks_batch_one_equal_one_rank_batch_two(two_process_result, single
     initial = state_of(Pix2PixModel(make_opt()))
     d_lr = make_opt().lr * 2  # TTUR
     for net in ("netG", "netD"):
+        lr = d_lr if net == "netD" else d_lr / 4  # TTUR: G at lr / 2, D at lr * 2
         moved = 0
         for key, expected in single_process_state[net].items():
             got = result["state"][net][key]
-            if key.endswith("bias"):
-                # Several biases have a true gradient of exactly 0 (a following instance norm cancels
-                # them; D's last bias while every hinge term is active) and a computed one of pure
-                # rounding noise, which Adam (update ~ lr * g / |g|) turns into +-lr steps of either
-                # sign. Biases are only held to "no more than the Adam steps taken".
-                atol = ITERATIONS * d_lr
-            else:
-                # A tenth of one Adam step of G (lr 1e-4): a missing or wrong all-reduce moves weights
-                # by whole steps; the two batch layouts differ by rounding, ~1e-6.
-                atol = 1e-5
-            close = torch.isclose(got, expected, rtol=1e-4, atol=atol)
-            assert close.all(), (f"{net}.{key}", float((got - expected).abs().max()), int((~close).sum()))
+            if key.endswith(("_u", "_v")):
+                # Spectral-norm power-iteration vectors (unit length) follow the weights; compared
+                # as vectors, to 0.1%.
+                rel = float((got - expected).norm() / expected.norm())
+                assert rel < 1e-3, (f"{net}.{key}", rel)
+                continue
+            # A tenth of one Adam step: a missing or wrong all-reduce moves weights by whole steps,
+            # the two batch layouts differ by rounding. Except: an element whose true gradient is ~0
+            # (a bias or weight whose contribution a following instance norm cancels, D's last bias
+            # while every hinge term is active) gets a gradient of rounding noise, which Adam
+            # (first step ~ lr * g / |g|) turns into whole steps of random sign. Those are allowed
+            # in at most 2% of a tensor's elements (and never more than the steps taken); a wrong
+            # all-reduce moves most elements.
+            close = torch.isclose(got, expected, rtol=1e-4, atol=0.1 * lr)
+            diff = float((got - expected).abs().max())
+            assert diff <= 2 * ITERATIONS * lr * 1.01, (f"{net}.{key}", diff)
+            off = int((~close).sum())
+            if not key.endswith("bias"):  # several biases are all noise (see above): bounded only
+                assert off <= max(1, 0.02 * close.numel()), (f"{net}.{key}", diff, off, close.numel())
             moved += int(not torch.allclose(expected, initial[net][key], rtol=0, atol=1e-6))
         assert moved > 10  # training really changed the weights being compared
 

@@ -98,8 +98,10 @@ def networks_of(model):
 
 
 def cpu_state_dict(net):
-    """A state dict with every tensor copied to CPU (the network itself stays where it is)."""
-    return {k: v.detach().to('cpu', copy=True) for k, v in net.state_dict().items()}
+    """A state dict with every tensor copied to CPU in the plain contiguous layout (also when the
+    network runs channels-last), so files match the official ones tensor for tensor."""
+    return {k: v.detach().to('cpu', copy=True, memory_format=torch.contiguous_format)
+            for k, v in net.state_dict().items()}
 
 
 def load_state_dict_checked(net, state_dict, source):

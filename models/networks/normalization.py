@@ -31,8 +31,50 @@ class FP32SpectralNorm(SpectralNorm):
 
     def __call__(self, module, inputs):
         weight = getattr(module, self.name + "_orig")
+        if not module.training and not torch.is_grad_enabled():
+            # Inference: W / sigma is the same tensor at every call until the weight or the power
+            # iteration vectors change (optimizer step, state-dict load), which bumps their versions.
+            u, v = getattr(module, self.name + "_u"), getattr(module, self.name + "_v")
+            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in (weight, u, v))
+            cached = module.__dict__.get("_sn_eval_cache")
+            if cached is None or cached[0] != key:
+                with torch.autocast(device_type=weight.device.type, enabled=False):
+                    super().__call__(module, inputs)
+                module.__dict__["_sn_eval_cache"] = (key, getattr(module, self.name))
+            else:
+                setattr(module, self.name, cached[1])
+            return
+        module.__dict__.pop("_sn_eval_cache", None)
         with torch.autocast(device_type=weight.device.type, enabled=False):
             super().__call__(module, inputs)
+
+
+    def compute_weight(self, module, do_power_iteration):
+        """torch's computation; for a channels-last conv weight the matrix is taken in the weight's
+        own memory order, columns (kh, kw, in) instead of (in, kh, kw), which is a view instead of
+        a copy of the whole weight at every forward. A column permutation leaves sigma unchanged;
+        ``v`` is stored in torch's (official) order, converted on the way in and out."""
+        weight = getattr(module, self.name + "_orig")
+        if (self.dim != 0 or weight.dim() != 4 or weight.is_contiguous()
+                or not weight.is_contiguous(memory_format=torch.channels_last)):
+            return super().compute_weight(module, do_power_iteration)
+        u = getattr(module, self.name + "_u")
+        v = getattr(module, self.name + "_v")
+        out_c, in_c, kh, kw = weight.shape
+        weight_mat = weight.permute(0, 2, 3, 1).reshape(out_c, -1)  # a view: memory order
+        v_mem = v.view(in_c, kh, kw).permute(1, 2, 0).reshape(-1)
+        if do_power_iteration:
+            with torch.no_grad():
+                for _ in range(self.n_power_iterations):
+                    v_mem = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps)
+                    u = F.normalize(torch.mv(weight_mat, v_mem), dim=0, eps=self.eps, out=u)
+                if self.n_power_iterations > 0:
+                    # In place (buffers shared with replicas), in torch's order; then cloned, as
+                    # torch does, so a later forward's update does not touch this graph's u.
+                    v.copy_(v_mem.view(kh, kw, in_c).permute(2, 0, 1).reshape(-1))
+                    u = u.clone(memory_format=torch.contiguous_format)
+        sigma = torch.dot(u, torch.mv(weight_mat, v_mem))
+        return weight / sigma
 
 
 def spectral_norm(module, name="weight"):
@@ -103,10 +145,14 @@ class SegmapPyramid:
             return None
         onehot = self.segmap[:, :n]
         with torch.no_grad():
-            binary = bool(((onehot == 0) | (onehot == 1)).all())
-            if not binary or not bool((onehot.sum(dim=1) == 1).all()):
+            # Exactly one-hot <=> no negative value, and per pixel a maximum of 1 and a sum of 1
+            # (the other, non-negative, values then sum to 0). Three passes over the map.
+            if bool((onehot.amin() < 0)):
                 return None
-            return onehot.argmax(dim=1)
+            top, labels = onehot.max(dim=1)
+            if not bool((top == 1).all()) or not bool((onehot.sum(dim=1) == 1).all()):
+                return None
+            return labels
 
     @property
     def extra_channels(self):
@@ -146,7 +192,8 @@ def onehot_conv2d(labels, extra, conv):
     is an extra all-zero row of the lookup table. A kxk convolution of a one-hot map is, per output
     pixel, the sum of k*k weight columns picked by the neighbouring labels, so it runs as one
     ``embedding_bag`` (gradients reach ``conv.weight`` and ``conv.bias`` as usual).
-    Returns [B,O,H,W] (channels-last strides).
+    The bias is folded into the table (every output pixel sums exactly one row per tap).
+    Returns [B,O,H,W] with channels-last strides (a view of the look-up's [B*H*W, O] output).
     """
     weight, bias = conv.weight, conv.bias
     out_c, _, kh, kw = weight.shape
@@ -154,16 +201,18 @@ def onehot_conv2d(labels, extra, conv):
     n = weight.size(1) - (0 if extra is None else extra.size(1))
     # table[(i*kw + j)*(n+1) + c] = weight[:, c, i, j]; row n of each tap is the zero padding.
     taps = weight[:, :n].permute(2, 3, 1, 0).reshape(kh * kw, n, out_c)
-    table = torch.cat([taps, taps.new_zeros(kh * kw, 1, out_c)], dim=1).reshape(-1, out_c)
+    table = torch.cat([taps, taps.new_zeros(kh * kw, 1, out_c)], dim=1)
+    if bias is not None:
+        # Added to the rows of tap 0 only (padding row included): once per output pixel.
+        table = torch.cat([table[:1] + bias, table[1:]], dim=0)
+    table = table.reshape(-1, out_c)
     pad_h, pad_w = kh // 2, kw // 2
     padded = F.pad(labels, (pad_w, pad_w, pad_h, pad_h), value=n)
     offsets = torch.arange(kh * kw, device=labels.device) * (n + 1)
     windows = padded.unfold(1, kh, 1).unfold(2, kw, 1)  # [B,H,W,kh,kw]
     index = windows.reshape(batch * height * width, kh * kw) + offsets
     out = F.embedding_bag(index, table, mode="sum")
-    if bias is not None:
-        out = out + bias
-    out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2).contiguous()
+    out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2)
     if extra is not None:
         out = out + F.conv2d(extra, weight[:, n:], None, padding=(pad_h, pad_w))
     return out
@@ -207,22 +256,27 @@ class SPADE(nn.Module):
         labels = segmap.labels_at(size)
         if labels is not None:
             extra = segmap.at(size)[:, segmap.onehot_channels:] if segmap.extra_channels else None
-            actv = F.relu(onehot_conv2d(labels, extra, self.mlp_shared[0]))
+            # The look-up's output is a fresh tensor in channels-last layout; ReLU in place.
+            actv = F.relu(onehot_conv2d(labels, extra, self.mlp_shared[0]), inplace=True)
+            if not x.is_contiguous(memory_format=torch.channels_last):
+                actv = actv.contiguous()  # the layout of the rest of the network
         else:
             actv = self.mlp_shared(segmap.at(size))
         weight, bias = self._gamma_beta_weights()
-        gamma, beta = F.conv2d(actv, weight, bias, padding=self.mlp_gamma.padding).chunk(2, dim=1)
-        return torch.addcmul(beta, normalized, 1 + gamma)
+        # One convolution for gamma and beta; its gamma half already carries the "1 +".
+        gamma_1, beta = F.conv2d(actv, weight, bias, padding=self.mlp_gamma.padding).chunk(2, dim=1)
+        return torch.addcmul(beta, normalized, gamma_1)
 
     def _gamma_beta_weights(self):
+        """(cat(W_gamma, W_beta), cat(b_gamma + 1, b_beta)) for the fused convolution."""
         params = (self.mlp_gamma.weight, self.mlp_beta.weight, self.mlp_gamma.bias, self.mlp_beta.bias)
         if self.training or torch.is_grad_enabled():
             self._fused_cache = None
-            return torch.cat(params[:2]), torch.cat(params[2:])
+            return torch.cat(params[:2]), torch.cat([params[2] + 1, params[3]])
         # Inference: concatenate once; the key notices in-place updates (optimizer steps, loading).
         key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
         if self._fused_cache is None or self._fused_cache[0] != key:
-            self._fused_cache = (key, torch.cat(params[:2]), torch.cat(params[2:]))
+            self._fused_cache = (key, torch.cat(params[:2]), torch.cat([params[2] + 1, params[3]]))
         return self._fused_cache[1], self._fused_cache[2]
 
     def forward_reference(self, x, segmap):
