@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from models import networks
+from models.networks.normalization import ONEHOT_LABELS_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class Pix2PixModel(nn.Module):
             instance = data["instance"].to(self.device, non_blocking=True)
             edges = instance_edges(instance).contiguous(memory_format=fmt)
             input_semantics = torch.cat((input_semantics, edges), dim=1)
+        # The class ids, for SPADE's look-up path (it would otherwise recover them from the map).
+        setattr(input_semantics, ONEHOT_LABELS_ATTR, label_map[:, 0])
         real_image = data["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
         return input_semantics, real_image
 
@@ -175,7 +178,9 @@ class Pix2PixModel(nn.Module):
     def compute_discriminator_loss(self, input_semantics, real_image):
         with torch.no_grad():
             fake_image, _ = self.generate_fake(input_semantics, real_image)
-        fake_image = fake_image.detach().requires_grad_()
+        # The reference marks this fake as requiring grad; nothing reads that gradient, so it is
+        # not computed here (D's weight gradients, the only ones the D step uses, are the same).
+        fake_image = fake_image.detach()
         pred_fake, pred_real = self.discriminate(input_semantics, fake_image, real_image)
         return {
             "D_Fake": self.criterionGAN(pred_fake, False, for_discriminator=True),
@@ -207,10 +212,11 @@ class Pix2PixModel(nn.Module):
         return fake_image, KLD_loss
 
     def discriminate(self, input_semantics, fake_image, real_image):
-        """D on fake and real in one pass (one concatenated batch), split back per scale and layer."""
-        fake_concat = torch.cat([input_semantics, fake_image], dim=1)
-        real_concat = torch.cat([input_semantics, real_image], dim=1)
-        out = self.netD(torch.cat([fake_concat, real_concat], dim=0))
+        """D on fake and real in one pass (one concatenated batch), split back per scale and layer.
+        D gets the (label maps, images) pair whose channel concatenation is the reference's input
+        (see MultiscaleDiscriminator.forward)."""
+        semantics = torch.cat([input_semantics, input_semantics], dim=0)
+        out = self.netD((semantics, torch.cat([fake_image, real_image], dim=0)))
         n = fake_image.size(0)
         pred_fake = [[t[:n] for t in scale] for scale in out]
         pred_real = [[t[n:] for t in scale] for scale in out]

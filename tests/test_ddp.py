@@ -19,13 +19,15 @@ from util import ddp
 
 ITERATIONS = 3
 GLOBAL_BATCH = 2
+SIZE = 64
+ADAM_EPS = 1e-2
 
 
 def make_opt(world_size=1, rank=0):
     values = dict(
         netG="dagan", ngf=4, init_type="xavier", init_variance=0.02, z_dim=8, use_vae=False,
         norm_G="spectralspadeinstance3x3", norm_D="spectralinstance", norm_E="spectralinstance",
-        num_upsampling_layers="normal", crop_size=64, aspect_ratio=1.0, label_nc=4,
+        num_upsampling_layers="normal", crop_size=SIZE, aspect_ratio=1.0, label_nc=4,
         contain_dontcare_label=False, no_instance=True, output_nc=3, netD="multiscale", ndf=4, num_D=2,
         n_layers_D=3, no_sam=False, no_cam=False, cam_mode="II", cam_scales=1, isTrain=True,
         gan_mode="hinge", no_ganFeat_loss=False, no_vgg_loss=True, vgg_weights=None, lambda_feat=10.0,
@@ -41,11 +43,11 @@ def global_batch(iteration):
     """The same global batch for every run: sample i of iteration k is seeded by (k, i)."""
     gen = torch.Generator().manual_seed(100 + iteration)
     coarse = torch.randint(0, 4, (GLOBAL_BATCH, 1, 8, 8), generator=gen)
-    label = F.interpolate(coarse.float(), size=(64, 64), mode="nearest").long()
+    label = F.interpolate(coarse.float(), size=(SIZE, SIZE), mode="nearest").long()
     return {
         "label": label,
         "instance": torch.zeros_like(label),
-        "image": torch.rand(GLOBAL_BATCH, 3, 64, 64, generator=gen) * 2 - 1,
+        "image": torch.rand(GLOBAL_BATCH, 3, SIZE, SIZE, generator=gen) * 2 - 1,
         "path": [f"img_{i}.jpg" for i in range(GLOBAL_BATCH)],
         "label_path": [f"label_{i}.png" for i in range(GLOBAL_BATCH)],
     }
@@ -62,6 +64,16 @@ def train(opt, rank=0, world_size=1):
     ddp.wrap_model(model, opt)
     torch.manual_seed(ddp.rank_seed(opt.seed, rank))
     trainer = Pix2PixTrainer(opt, model)
+    # Adam's update is ~lr * g / (|g| + eps): with the default eps (1e-8) a gradient of pure rounding
+    # noise still moves a weight by a whole step, of random sign. Here many gradients are that small:
+    # the head's instance norm works on 2x2 maps, where which of two nearly equal values is larger
+    # is decided by rounding, and how rounding falls depends on the batch layout (2 x 1 vs 1 x 2)
+    # and on the kernels. eps = 1e-2 keeps noise-sized gradients at noise-sized steps; real
+    # gradients (most are 1e-2..1) still move weights by a good part of lr, and a wrong all-reduce
+    # moves them differently (the test fails for rank-local gradients).
+    for optimizer in (trainer.optimizer_G, trainer.optimizer_D):
+        for group in optimizer.param_groups:
+            group["eps"] = ADAM_EPS
     for iteration in range(ITERATIONS):
         local = shard(global_batch(iteration), rank, world_size)
         trainer.run_generator_one_step(local)
@@ -135,7 +147,7 @@ def test_two_ranks_batch_one_equal_one_rank_batch_two(two_process_result, single
     d_lr = make_opt().lr * 2  # TTUR
     for net in ("netG", "netD"):
         lr = d_lr if net == "netD" else d_lr / 4  # TTUR: G at lr / 2, D at lr * 2
-        moved = 0
+        moved = compared = 0
         for key, expected in single_process_state[net].items():
             got = result["state"][net][key]
             if key.endswith(("_u", "_v")):
@@ -158,7 +170,8 @@ def test_two_ranks_batch_one_equal_one_rank_batch_two(two_process_result, single
             if not key.endswith("bias"):  # several biases are all noise (see above): bounded only
                 assert off <= max(1, 0.02 * close.numel()), (f"{net}.{key}", diff, off, close.numel())
             moved += int(not torch.allclose(expected, initial[net][key], rtol=0, atol=1e-6))
-        assert moved > 10  # training really changed the weights being compared
+            compared += 1
+        assert moved >= compared // 3, (net, moved, compared)  # training really changed the weights
 
 
 def test_replica_check_names_the_diverged_tensor(two_process_result):

@@ -110,12 +110,39 @@ def test_fake_and_real_go_through_D_in_one_pass(model, monkeypatch):
     original = model.netD.forward
 
     def counting(x):
-        calls.append(x.shape[0])
+        semantics, images = x  # the (label maps, images) pair
+        calls.append((semantics.shape[0], images.shape[0]))
+        assert torch.equal(semantics[:2], semantics[2:])  # fake and real see the same label maps
         return original(x)
 
     monkeypatch.setattr(model.netD, "forward", counting)
     model(make_batch(model.opt), mode="discriminator")
-    assert calls == [4]
+    assert calls == [(4, 4)]
+
+
+def test_discriminator_pair_input_equals_concatenated_input():
+    """The (label maps, images) pair is the reference's concatenated input: same outputs, same
+    gradients for D's weights and for the images."""
+    import copy
+
+    torch.manual_seed(3)
+    m = Pix2PixModel(make_opt())
+    semantics, real = m.preprocess_input(make_batch(m.opt))
+    results = []
+    for pair in (False, True):
+        netD = copy.deepcopy(m.netD)
+        images = real.clone().requires_grad_()
+        out = netD((semantics, images) if pair else torch.cat([semantics, images], 1))
+        loss = sum((t * torch.linspace(-1, 1, t.numel()).view_as(t)).sum() for scale in out for t in scale)
+        loss.backward()
+        results.append((out, images.grad, {n: p.grad for n, p in netD.named_parameters()}))
+    (out_a, img_a, w_a), (out_b, img_b, w_b) = results
+    for scale_a, scale_b in zip(out_a, out_b):
+        for a, b in zip(scale_a, scale_b):
+            assert torch.allclose(a, b, atol=1e-5)
+    assert float(img_a.abs().max()) > 0 and torch.allclose(img_a, img_b, atol=1e-5)
+    for name, g in w_a.items():
+        assert torch.allclose(g, w_b[name], rtol=1e-4, atol=1e-4 * float(g.abs().max())), name
 
 
 def test_feature_matching_value():

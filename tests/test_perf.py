@@ -106,11 +106,13 @@ def test_spade_eval_cache_follows_weight_updates():
     seg, _ = one_hot_semantics()
     x = torch.randn(2, 4, 24, 32)
     with torch.no_grad():
-        assert torch.allclose(fast(x, seg), ref(x, seg), atol=1e-5)
+        assert torch.allclose(fast(x, SegmapPyramid(seg, 6)), ref(x, seg), atol=1e-5)
         for module in (fast, ref):
             module.mlp_gamma.weight.add_(0.5)  # an optimizer step / load_state_dict writes in place
             module.mlp_beta.bias.sub_(0.25)
-        assert torch.allclose(fast(x, seg), ref(x, seg), atol=1e-5)
+            module.mlp_shared[0].weight.mul_(1.5)  # the look-up table is cached too
+            module.mlp_shared[0].bias.add_(0.1)
+        assert torch.allclose(fast(x, SegmapPyramid(seg, 6)), ref(x, seg), atol=1e-5)
 
 
 def test_set_spade_impl_rejects_unknown():
@@ -333,3 +335,50 @@ def test_cpu_malloc_setting():
     del a
     b = torch.zeros(8 * 2**20)
     assert float(b.sum()) == 0.0
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_spectral_norm_output_scaling_matches_weight_scaling(bias):
+    """A conv whose output is smaller than its weight divides the output by sigma instead of the
+    weight: same output, same gradients, same power-iteration buffers."""
+    from models.networks.normalization import SNConv2d, spectral_norm
+
+    torch.manual_seed(7)
+    conv = spectral_norm(nn.Conv2d(32, 48, 3, padding=1, bias=bias))
+    assert isinstance(conv, SNConv2d)
+    x_small, x_large = torch.randn(1, 32, 4, 4), torch.randn(2, 32, 32, 32)
+    assert conv.scales_output(x_small) and not conv.scales_output(x_large)
+    plain = copy.deepcopy(conv)
+    plain.scales_output = lambda x: False  # always divide the weight (torch's way)
+    for x in (x_small, x_small, x_large):  # the power iteration runs at every call
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = conv(xa), plain(xb)
+        assert torch.allclose(ya, yb, atol=1e-5)
+        weight = torch.randn_like(ya)
+        (ya * weight).sum().backward()
+        (yb * weight).sum().backward()
+        assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+        assert torch.allclose(conv.weight_orig.grad, plain.weight_orig.grad, atol=1e-5)
+        if bias:
+            assert torch.allclose(conv.bias.grad, plain.bias.grad, atol=1e-5)
+        assert torch.allclose(conv.weight_u, plain.weight_u, atol=1e-6)
+        assert torch.allclose(conv.weight_v, plain.weight_v, atol=1e-6)
+    assert "_sn_sigma" not in conv.__dict__  # consumed by the forward
+    assert list(conv.state_dict()) == list(plain.state_dict())
+
+
+def test_pyramid_takes_the_class_ids_left_by_preprocess_input():
+    from test_amp import make_batch, make_opt
+    from models.networks.normalization import ONEHOT_LABELS_ATTR
+    from models.pix2pix_model import Pix2PixModel
+
+    seg, labels = one_hot_semantics()
+    setattr(seg, ONEHOT_LABELS_ATTR, labels)
+    assert SegmapPyramid(seg, 6).labels_at((24, 32)) is labels  # taken, not recovered from the map
+    model = Pix2PixModel(make_opt())
+    data = make_batch(model.opt)
+    semantics, _ = model.preprocess_input(data)
+    ids = getattr(semantics, ONEHOT_LABELS_ATTR)
+    assert torch.equal(ids, data["label"][:, 0])
+    n = model.opt.label_nc + 1  # + dontcare
+    assert torch.equal(semantics[:, :n].argmax(dim=1), ids)

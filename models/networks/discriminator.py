@@ -3,6 +3,7 @@
 import logging
 import math
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -87,8 +88,26 @@ class MultiscaleDiscriminator(BaseNetwork):
         return F.avg_pool2d(x, kernel_size=3, stride=2, padding=[1, 1], count_include_pad=False)
 
     def forward(self, input):
+        """``input``: the tensor above, or the pair (semantics [B,S,H,W], images [B,3,H,W]) whose
+        channel concatenation it is. The pair is the same computation (average pooling is per
+        channel) with less work: the label maps, which need no gradient, are pooled without a
+        backward, and under autocast both parts are cast once before concatenation instead of the
+        concatenation being cast at every scale's first convolution. The input is not pooled after
+        the last scale (the reference does, unused)."""
+        pair = isinstance(input, (tuple, list))
+        if pair:
+            semantics, images = input
+            device_type = images.device.type
+            if torch.is_autocast_enabled(device_type):
+                dtype = torch.get_autocast_dtype(device_type)
+                semantics, images = semantics.to(dtype), images.to(dtype)
+        discriminators = list(self.children())
         result = []
-        for discriminator in self.children():
-            result.append(discriminator(input))
-            input = self.downsample(input)
+        for k, discriminator in enumerate(discriminators):
+            if k > 0:
+                if pair:
+                    semantics, images = self.downsample(semantics), self.downsample(images)
+                else:
+                    input = self.downsample(input)
+            result.append(discriminator(torch.cat([semantics, images], dim=1) if pair else input))
         return result

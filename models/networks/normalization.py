@@ -21,16 +21,21 @@ SPADE_HIDDEN = 128
 
 
 class FP32SpectralNorm(SpectralNorm):
-    """torch's spectral-norm hook with the power iteration and sigma computed outside autocast.
+    """torch's spectral-norm hook (same buffers, state-dict keys and hooks) with three changes that
+    leave the normalised weight W / sigma the same up to float rounding:
 
-    Under CUDA fp16 autocast ``torch.mv`` / ``torch.dot`` would run in half precision and sigma (and so
-    the scale of every normalised weight) would carry fp16 rounding; the stored ``weight_u`` /
-    ``weight_v`` buffers must stay fp32 for checkpoints. The convolution that uses the weight is
-    still autocast. Same class otherwise (``remove_spectral_norm`` and the state-dict hooks work).
+    * the power iteration and sigma run outside autocast: under CUDA fp16 ``torch.mv`` / ``torch.dot``
+      would run in half precision and sigma (the scale of every normalised weight) would carry fp16
+      rounding; ``weight_u`` / ``weight_v`` stay fp32 for checkpoints. The convolution is autocast;
+    * inference (eval mode, no grad) caches W / sigma until the weight or u, v change;
+    * on an :class:`SNConv2d` whose output is smaller than its weight (1024-channel layers on a
+      small grid), the division moves to the output: conv(x, W) / sigma + b is conv(x, W / sigma) + b
+      without dividing (and differentiating) the whole weight at every forward.
     """
 
     def __call__(self, module, inputs):
         weight = getattr(module, self.name + "_orig")
+        module.__dict__.pop("_sn_sigma", None)
         if not module.training and not torch.is_grad_enabled():
             # Inference: W / sigma is the same tensor at every call until the weight or the power
             # iteration vectors change (optimizer step, state-dict load), which bumps their versions.
@@ -46,45 +51,87 @@ class FP32SpectralNorm(SpectralNorm):
             return
         module.__dict__.pop("_sn_eval_cache", None)
         with torch.autocast(device_type=weight.device.type, enabled=False):
-            super().__call__(module, inputs)
-
+            if isinstance(module, SNConv2d) and self.name == "weight" and module.scales_output(inputs[0]):
+                # The conv uses W itself (a view: not a Parameter, so not re-registered) and divides
+                # its output by sigma (SNConv2d.forward).
+                module.__dict__["_sn_sigma"] = self.sigma(module, do_power_iteration=module.training)
+                setattr(module, self.name, weight.view_as(weight))
+            else:
+                super().__call__(module, inputs)
 
     def compute_weight(self, module, do_power_iteration):
-        """torch's computation; for a channels-last conv weight the matrix is taken in the weight's
-        own memory order, columns (kh, kw, in) instead of (in, kh, kw), which is a view instead of
-        a copy of the whole weight at every forward. A column permutation leaves sigma unchanged;
-        ``v`` is stored in torch's (official) order, converted on the way in and out."""
         weight = getattr(module, self.name + "_orig")
-        if (self.dim != 0 or weight.dim() != 4 or weight.is_contiguous()
-                or not weight.is_contiguous(memory_format=torch.channels_last)):
-            return super().compute_weight(module, do_power_iteration)
+        return weight / self.sigma(module, do_power_iteration)
+
+    def sigma(self, module, do_power_iteration):
+        """sigma = u^T W v after the power iteration (u, v updated in place, as torch does). For a
+        channels-last conv weight the matrix is taken in the weight's own memory order, columns
+        (kh, kw, in) instead of (in, kh, kw): a view instead of a copy of the whole weight. A column
+        permutation leaves sigma unchanged; ``v`` is stored in torch's (official) order."""
+        weight = getattr(module, self.name + "_orig")
         u = getattr(module, self.name + "_u")
         v = getattr(module, self.name + "_v")
-        out_c, in_c, kh, kw = weight.shape
-        weight_mat = weight.permute(0, 2, 3, 1).reshape(out_c, -1)  # a view: memory order
-        v_mem = v.view(in_c, kh, kw).permute(1, 2, 0).reshape(-1)
+        channels_last = (self.dim == 0 and weight.dim() == 4 and not weight.is_contiguous()
+                         and weight.is_contiguous(memory_format=torch.channels_last))
+        if channels_last:
+            out_c, in_c, kh, kw = weight.shape
+            weight_mat = weight.permute(0, 2, 3, 1).reshape(out_c, -1)  # a view: memory order
+            v_used = v.view(in_c, kh, kw).permute(1, 2, 0).reshape(-1)
+        else:
+            weight_mat = self.reshape_weight_to_matrix(weight)
+            v_used = v
         if do_power_iteration:
             with torch.no_grad():
                 for _ in range(self.n_power_iterations):
-                    v_mem = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps)
-                    u = F.normalize(torch.mv(weight_mat, v_mem), dim=0, eps=self.eps, out=u)
+                    v_used = F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=self.eps,
+                                         out=None if channels_last else v)
+                    u = F.normalize(torch.mv(weight_mat, v_used), dim=0, eps=self.eps, out=u)
                 if self.n_power_iterations > 0:
-                    # In place (buffers shared with replicas), in torch's order; then cloned, as
-                    # torch does, so a later forward's update does not touch this graph's u.
-                    v.copy_(v_mem.view(kh, kw, in_c).permute(2, 0, 1).reshape(-1))
+                    if channels_last:  # back to torch's order, in place (buffers shared with replicas)
+                        v.copy_(v_used.view(kh, kw, in_c).permute(2, 0, 1).reshape(-1))
+                    # Cloned, as torch does: a later forward's in-place update must not touch this
+                    # graph's u and v.
                     u = u.clone(memory_format=torch.contiguous_format)
-        sigma = torch.dot(u, torch.mv(weight_mat, v_mem))
-        return weight / sigma
+                    v_used = v_used.clone(memory_format=torch.contiguous_format)
+        return torch.dot(u, torch.mv(weight_mat, v_used))
+
+
+class SNConv2d(nn.Conv2d):
+    """The Conv2d that :func:`spectral_norm` returns: same parameters and keys; when the hook has
+    left ``_sn_sigma`` (see :class:`FP32SpectralNorm`) the output, not the weight, is divided."""
+
+    def scales_output(self, x):
+        """True when dividing this call's output is cheaper than dividing the weight: one sample's
+        output smaller than the weight. Per sample, so that the choice (and the rounding) does not
+        depend on how a batch is split across DDP ranks."""
+        if x.dim() != 4 or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return False
+        out_hw = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
+                  zip(x.shape[2:], self.padding, self.dilation, self.kernel_size, self.stride)]
+        return self.out_channels * out_hw[0] * out_hw[1] < self.weight_orig.numel()
+
+    def forward(self, x):
+        sigma = self.__dict__.pop("_sn_sigma", None)
+        if sigma is None:
+            return super().forward(x)
+        out = self._conv_forward(x, self.weight, None) / sigma  # a 0-dim fp32 sigma keeps out's dtype
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype).view(1, -1, 1, 1)
+        return out
 
 
 def spectral_norm(module, name="weight"):
-    """``torch.nn.utils.spectral_norm`` (official key layout: weight_orig, weight_u, weight_v) whose
-    power iteration stays in fp32 under mixed precision (see :class:`FP32SpectralNorm`)."""
+    """``torch.nn.utils.spectral_norm`` (official key layout: weight_orig, weight_u, weight_v) with
+    the hook of :class:`FP32SpectralNorm`; a plain Conv2d becomes an :class:`SNConv2d`."""
     module = _torch_spectral_norm(module, name=name)
     for hook in module._forward_pre_hooks.values():
         if type(hook) is SpectralNorm and hook.name == name:
             hook.__class__ = FP32SpectralNorm
+    if type(module) is nn.Conv2d:
+        module.__class__ = SNConv2d
     return module
+
+
 PARAM_FREE_NORMS = ("instance", "syncbatch", "batch")
 
 
@@ -121,6 +168,11 @@ def parse_spade_config(config_text):
 SPADE_IMPLS = ("fast", "ref")
 
 
+# Attribute under which Pix2PixModel.preprocess_input leaves, on the one-hot map it builds, the
+# [B,H,W] class ids it was built from, so the pyramid needs not recover (and check) them.
+ONEHOT_LABELS_ATTR = "onehot_labels"
+
+
 class SegmapPyramid:
     """The segmentation map of one generator forward, nearest-resized once per feature size.
 
@@ -136,6 +188,7 @@ class SegmapPyramid:
         self.onehot_channels = int(onehot_channels)
         self._dense = {}
         self._labels = {}
+        self._index = {}
         self._full_labels = None
         self._checked = False
 
@@ -143,6 +196,9 @@ class SegmapPyramid:
         n = self.onehot_channels
         if self.segmap.dim() != 4 or self.segmap.size(1) < n or self.segmap.requires_grad:
             return None
+        known = getattr(self.segmap, ONEHOT_LABELS_ATTR, None)
+        if known is not None and known.shape == (self.segmap.size(0),) + tuple(self.segmap.shape[2:]):
+            return known  # the class ids this map was built from (Pix2PixModel.preprocess_input)
         onehot = self.segmap[:, :n]
         with torch.no_grad():
             # Exactly one-hot <=> no negative value, and per pixel a maximum of 1 and a sum of 1
@@ -153,6 +209,13 @@ class SegmapPyramid:
             if not bool((top == 1).all()) or not bool((onehot.sum(dim=1) == 1).all()):
                 return None
             return labels
+
+    def index_at(self, size, kh, kw):
+        """:func:`onehot_index` of ``labels_at(size)`` (cached: shared by the SPADE layers of a size)."""
+        key = (tuple(int(v) for v in size), kh, kw)
+        if key not in self._index:
+            self._index[key] = onehot_index(self.labels_at(size), kh, kw, self.onehot_channels)
+        return self._index[key]
 
     @property
     def extra_channels(self):
@@ -184,7 +247,30 @@ class SegmapPyramid:
         return self._labels[size]
 
 
-def onehot_conv2d(labels, extra, conv):
+def onehot_table(conv, n):
+    """The look-up table of :func:`onehot_conv2d` for the first ``n`` input channels of ``conv``:
+    [kh*kw*(n+1), out] with ``table[(i*kw + j)*(n+1) + c] = weight[:, c, i, j]``, row n of each tap
+    all zero (the padding), and the bias added to the rows of tap 0 (every output pixel sums exactly
+    one row per tap, so the bias is counted once)."""
+    weight, bias = conv.weight, conv.bias
+    out_c, _, kh, kw = weight.shape
+    taps = weight[:, :n].permute(2, 3, 1, 0).reshape(kh * kw, n, out_c)
+    table = torch.cat([taps, taps.new_zeros(kh * kw, 1, out_c)], dim=1)
+    if bias is not None:
+        table = torch.cat([table[:1] + bias, table[1:]], dim=0)
+    return table.reshape(-1, out_c)
+
+
+def onehot_index(labels, kh, kw, n):
+    """[B*H*W, kh*kw] rows of the table each output pixel sums (see :func:`onehot_table`)."""
+    batch, height, width = labels.shape
+    padded = F.pad(labels, (kw // 2, kw // 2, kh // 2, kh // 2), value=n)
+    offsets = torch.arange(kh * kw, device=labels.device) * (n + 1)
+    windows = padded.unfold(1, kh, 1).unfold(2, kw, 1)  # [B,H,W,kh,kw]
+    return windows.reshape(batch * height * width, kh * kw) + offsets
+
+
+def onehot_conv2d(labels, extra, conv, table=None, index=None):
     """``conv`` applied to a segmap given as class indices: the same sums, without the zeros.
 
     ``labels [B,H,W]`` int64 in [0, n) stand for the first n one-hot input channels of ``conv``;
@@ -192,29 +278,21 @@ def onehot_conv2d(labels, extra, conv):
     is an extra all-zero row of the lookup table. A kxk convolution of a one-hot map is, per output
     pixel, the sum of k*k weight columns picked by the neighbouring labels, so it runs as one
     ``embedding_bag`` (gradients reach ``conv.weight`` and ``conv.bias`` as usual).
-    The bias is folded into the table (every output pixel sums exactly one row per tap).
+    ``table`` / ``index``: :func:`onehot_table` / :func:`onehot_index` when already at hand.
     Returns [B,O,H,W] with channels-last strides (a view of the look-up's [B*H*W, O] output).
     """
-    weight, bias = conv.weight, conv.bias
+    weight = conv.weight
     out_c, _, kh, kw = weight.shape
     batch, height, width = labels.shape
     n = weight.size(1) - (0 if extra is None else extra.size(1))
-    # table[(i*kw + j)*(n+1) + c] = weight[:, c, i, j]; row n of each tap is the zero padding.
-    taps = weight[:, :n].permute(2, 3, 1, 0).reshape(kh * kw, n, out_c)
-    table = torch.cat([taps, taps.new_zeros(kh * kw, 1, out_c)], dim=1)
-    if bias is not None:
-        # Added to the rows of tap 0 only (padding row included): once per output pixel.
-        table = torch.cat([table[:1] + bias, table[1:]], dim=0)
-    table = table.reshape(-1, out_c)
-    pad_h, pad_w = kh // 2, kw // 2
-    padded = F.pad(labels, (pad_w, pad_w, pad_h, pad_h), value=n)
-    offsets = torch.arange(kh * kw, device=labels.device) * (n + 1)
-    windows = padded.unfold(1, kh, 1).unfold(2, kw, 1)  # [B,H,W,kh,kw]
-    index = windows.reshape(batch * height * width, kh * kw) + offsets
+    if table is None:
+        table = onehot_table(conv, n)
+    if index is None:
+        index = onehot_index(labels, kh, kw, n)
     out = F.embedding_bag(index, table, mode="sum")
     out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2)
     if extra is not None:
-        out = out + F.conv2d(extra, weight[:, n:], None, padding=(pad_h, pad_w))
+        out = out + F.conv2d(extra, weight[:, n:], None, padding=(kh // 2, kw // 2))
     return out
 
 
@@ -243,6 +321,7 @@ class SPADE(nn.Module):
         self.mlp_gamma = nn.Conv2d(SPADE_HIDDEN, norm_nc, kernel, padding=pad)
         self.mlp_beta = nn.Conv2d(SPADE_HIDDEN, norm_nc, kernel, padding=pad)
         self._fused_cache = None
+        self._table_cache = None
 
     def forward(self, x, segmap):
         if self.impl == "ref":
@@ -257,7 +336,10 @@ class SPADE(nn.Module):
         if labels is not None:
             extra = segmap.at(size)[:, segmap.onehot_channels:] if segmap.extra_channels else None
             # The look-up's output is a fresh tensor in channels-last layout; ReLU in place.
-            actv = F.relu(onehot_conv2d(labels, extra, self.mlp_shared[0]), inplace=True)
+            conv = self.mlp_shared[0]
+            index = segmap.index_at(size, *conv.kernel_size)
+            actv = F.relu(onehot_conv2d(labels, extra, conv, self._onehot_table(segmap.onehot_channels),
+                                        index), inplace=True)
             if not x.is_contiguous(memory_format=torch.channels_last):
                 actv = actv.contiguous()  # the layout of the rest of the network
         else:
@@ -266,6 +348,18 @@ class SPADE(nn.Module):
         # One convolution for gamma and beta; its gamma half already carries the "1 +".
         gamma_1, beta = F.conv2d(actv, weight, bias, padding=self.mlp_gamma.padding).chunk(2, dim=1)
         return torch.addcmul(beta, normalized, gamma_1)
+
+    def _onehot_table(self, n):
+        conv = self.mlp_shared[0]
+        if self.training or torch.is_grad_enabled():
+            self._table_cache = None
+            return onehot_table(conv, n)
+        # Inference: built once; the key notices in-place updates (optimizer steps, loading).
+        key = (n,) + tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in (conv.weight, conv.bias)
+                          if p is not None)
+        if self._table_cache is None or self._table_cache[0] != key:
+            self._table_cache = (key, onehot_table(conv, n))
+        return self._table_cache[1]
 
     def _gamma_beta_weights(self):
         """(cat(W_gamma, W_beta), cat(b_gamma + 1, b_beta)) for the fused convolution."""
