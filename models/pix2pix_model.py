@@ -215,8 +215,7 @@ class Pix2PixModel(nn.Module):
         """D on fake and real in one pass (one concatenated batch), split back per scale and layer.
         D gets the (label maps, images) pair whose channel concatenation is the reference's input
         (see MultiscaleDiscriminator.forward)."""
-        semantics = torch.cat([input_semantics, input_semantics], dim=0)
-        out = self.netD((semantics, torch.cat([fake_image, real_image], dim=0)))
+        out = self.netD((input_semantics, torch.cat([fake_image, real_image], dim=0)))
         n = fake_image.size(0)
         pred_fake = [[t[:n] for t in scale] for scale in out]
         pred_real = [[t[n:] for t in scale] for scale in out]

@@ -88,19 +88,24 @@ class MultiscaleDiscriminator(BaseNetwork):
         return F.avg_pool2d(x, kernel_size=3, stride=2, padding=[1, 1], count_include_pad=False)
 
     def forward(self, input):
-        """``input``: the tensor above, or the pair (semantics [B,S,H,W], images [B,3,H,W]) whose
-        channel concatenation it is. The pair is the same computation (average pooling is per
-        channel) with less work: the label maps, which need no gradient, are pooled without a
-        backward, and under autocast both parts are cast once before concatenation instead of the
-        concatenation being cast at every scale's first convolution. The input is not pooled after
-        the last scale (the reference does, unused)."""
+        """``input``: the tensor above, or the pair (semantics [b,S,H,W], images [k*b,3,H,W]) standing
+        for the channel concatenation of each group of b images with the same b label maps (k = 2:
+        fake and real). The pair is the same computation (average pooling is per channel) with less
+        work: the label maps are pooled once per scale, without a backward, and are not duplicated
+        before the per-scale input is assembled; under autocast both parts are cast once, before
+        pooling, instead of the whole input at every scale's first convolution. The input is not
+        pooled after the last scale (the reference does, unused)."""
         pair = isinstance(input, (tuple, list))
         if pair:
             semantics, images = input
+            if semantics.size(0) == 0 or images.size(0) % semantics.size(0):
+                raise ValueError(f"D pair input: {images.size(0)} images for {semantics.size(0)} label maps; "
+                                 f"the images must be whole groups of the label-map batch")
             device_type = images.device.type
             if torch.is_autocast_enabled(device_type):
                 dtype = torch.get_autocast_dtype(device_type)
                 semantics, images = semantics.to(dtype), images.to(dtype)
+            semantics = semantics.to(images.dtype)
         discriminators = list(self.children())
         result = []
         for k, discriminator in enumerate(discriminators):
@@ -109,5 +114,15 @@ class MultiscaleDiscriminator(BaseNetwork):
                     semantics, images = self.downsample(semantics), self.downsample(images)
                 else:
                     input = self.downsample(input)
-            result.append(discriminator(torch.cat([semantics, images], dim=1) if pair else input))
+            result.append(discriminator(self.join(semantics, images) if pair else input))
         return result
+
+    @staticmethod
+    def join(semantics, images):
+        """[k*b, S+3, H, W]: each group of b images after its copy of the b label maps."""
+        b, s = semantics.shape[:2]
+        out = images.new_empty(images.size(0), s + images.size(1), *images.shape[2:])
+        for start in range(0, images.size(0), b):
+            out[start:start + b, :s] = semantics
+        out[:, s:] = images  # gradients reach the images through this copy
+        return out

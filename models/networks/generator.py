@@ -40,6 +40,13 @@ def compute_latent_vector_size(opt):
     return sw, sh
 
 
+def upsample2x(x):
+    """Nearest 2x upsampling in x's own dtype: under autocast, CPU torch would run it in fp32 (a cast
+    there and back for each bf16 feature map); nearest only copies values, so the result is the same."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
 class SPADEGenerator(BaseNetwork):
     """SPADE / GauGAN generator (the paper's baseline B1).
 
@@ -106,7 +113,7 @@ class SPADEGenerator(BaseNetwork):
         trace = []
         for name in self.block_names:
             if self._upsample_before(name):
-                x = F.interpolate(x, scale_factor=2, mode="nearest")
+                x = upsample2x(x)
             out = getattr(self, name)(x, pyramid)
             trace.append((x, out))
             x = out

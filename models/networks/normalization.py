@@ -340,8 +340,13 @@ class SPADE(nn.Module):
             index = segmap.index_at(size, *conv.kernel_size)
             actv = F.relu(onehot_conv2d(labels, extra, conv, self._onehot_table(segmap.onehot_channels),
                                         index), inplace=True)
-            if not x.is_contiguous(memory_format=torch.channels_last):
-                actv = actv.contiguous()  # the layout of the rest of the network
+            # To the layout of the rest of the network and, under autocast, to the dtype the next
+            # convolution would cast it to: one pass instead of two.
+            fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                   else torch.contiguous_format)
+            dtype = (torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type)
+                     else actv.dtype)
+            actv = actv.to(dtype=dtype, memory_format=fmt)
         else:
             actv = self.mlp_shared(segmap.at(size))
         weight, bias = self._gamma_beta_weights()
