@@ -9,6 +9,7 @@ import logging
 import torch
 
 import models
+from util.cpu import native_bf16
 from util.ddp import no_sync
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class Pix2PixTrainer:
         self.device_type = device.type
         if self.amp_dtype is torch.float16 and self.device_type != 'cuda':
             raise ValueError('--amp fp16 needs a CUDA device; use --amp bf16 on CPU')
+        if self.amp_dtype is torch.bfloat16 and not native_bf16(device):
+            logger.warning('--amp bf16: this %s has no fast bf16 kernels (on CPU: no AVX-512 or AMX), so '
+                           'bf16 runs through slow reference kernels, slower than fp32; '
+                           'use --amp none here', 'GPU' if self.device_type == 'cuda' else 'CPU')
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
         use_scaler = self.amp_dtype is torch.float16
         self.scaler_G = torch.amp.GradScaler('cuda') if use_scaler else None

@@ -55,7 +55,7 @@ from models.networks.loss import VGGLoss, vgg19_weights_path  # noqa: E402
 from models.networks.normalization import set_spade_impl  # noqa: E402
 from models.trainer import Pix2PixTrainer  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
-from util.cpu import apply_cpu_settings  # noqa: E402
+from util.cpu import apply_cpu_settings, native_bf16  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
@@ -98,6 +98,7 @@ def machine_info():
     except OSError:
         pass
     info["cpu"] = model or platform.processor()
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the vector ISA torch dispatches to
     info["bf16_units"] = sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16"))
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
@@ -344,6 +345,9 @@ def parse_args(argv):
                         help="fewer repeats and a sweep without 512: a smoke run of a few minutes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    parser.add_argument("--force_bf16", action="store_true",
+                        help="time bf16 even where the device has no fast bf16 kernels (skipped by default: "
+                             "there bf16 runs through slow reference kernels)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run 'own process' configs here
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
@@ -386,11 +390,23 @@ def main(argv=None):
         print(f"note: {vgg19_weights_path(probe.vgg_weights)} not found: the VGG loss runs on a randomly "
               f"initialised VGG19 (same cost)", flush=True)
 
+    report["bf16_fast_kernels"] = native_bf16(device)
+    bf16 = report["bf16_fast_kernels"] or args.force_bf16
+    if not bf16:
+        skipped = [n for n in names if CONFIGS[n]["flags"][:2] == ["--amp", "bf16"]]
+        names = [n for n in names if n not in skipped]
+        report["bf16_skipped"] = (f"{device} has no fast bf16 kernels (CPU capability "
+                                  f"{report['machine']['cpu_capability']}; oneDNN needs AVX-512 or AMX): bf16 would "
+                                  f"run through slow reference kernels; --force_bf16 times it anyway")
+        if not args.child:
+            print(f"bf16 skipped ({', '.join(skipped) or 'peak only'}): {report['bf16_skipped']}", flush=True)
+
     peak = {}
     if not args.child:
         layouts = {"fp32": measure_conv_peak(device, torch.float32)}
         try:
-            layouts["bf16"] = measure_conv_peak(device, torch.bfloat16)
+            if bf16:
+                layouts["bf16"] = measure_conv_peak(device, torch.bfloat16)
         except RuntimeError as err:  # no bf16 convolution kernel on this device
             logger.warning("bf16 convolution not available: %s", err)
         peak = {k: max(v.values()) for k, v in layouts.items()}
@@ -490,7 +506,8 @@ def main(argv=None):
 
     # ---- table
     print()
-    print(f"machine: {report['machine']['cpu']} ({report['machine']['cpu_count']} logical CPUs, "
+    print(f"machine: {report['machine']['cpu']}, {report['machine']['cpu_capability']} "
+          f"({report['machine']['cpu_count']} logical CPUs, "
           f"{report['machine']['threads']} torch threads), device {device}, torch {torch.__version__}; "
           f"VGG: {report['vgg']}; malloc: {report['cpu_malloc']}")
     header = (f"{'config':<11} {'train s/it':>11} {'spread':>13} {'img/s':>7} {'infer s':>8} {'img/s':>7} "

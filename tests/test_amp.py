@@ -95,3 +95,18 @@ def test_fp16_on_cpu_is_a_clear_error():
     opt = make_opt(amp="fp16")
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         Pix2PixTrainer(opt, Pix2PixModel(opt))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_bf16_without_fast_kernels_warns(monkeypatch, caplog, fast):
+    # On a CPU without AVX-512/AMX, bf16 convolutions fall back to slow reference kernels: the
+    # trainer says so instead of silently running slower than fp32.
+    import models.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: fast)
+    opt = make_opt(amp="bf16")
+    with caplog.at_level("WARNING", logger="models.trainer"):
+        Pix2PixTrainer(opt, Pix2PixModel(opt))
+    warned = [r for r in caplog.records if "no fast bf16 kernels" in r.getMessage()]
+    assert len(warned) == (0 if fast else 1)
+

@@ -59,3 +59,21 @@ def apply_cpu_settings(opt):
     if mode == "keep" and (device is None or device.type == "cpu"):
         return keep_freed_memory()
     return False
+
+
+def native_bf16(device):
+    """True where ``device`` has fast bf16 convolution kernels: CUDA GPUs that report bf16 support
+    (Ampere and newer); CPUs where oneDNN takes bf16 (AVX-512, native with AVX512-BF16 or AMX).
+    Elsewhere (e.g. AVX2-only CPUs) PyTorch still runs bf16, but through slow reference kernels:
+    several times slower than fp32."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            return False
+    return False
