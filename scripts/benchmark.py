@@ -7,7 +7,7 @@ dense-convolution peak of this machine (a large 3x3 convolution in fp32 and bf16
 NCHW and channels-last layouts), so achieved FLOP/s are a fraction of what this machine can do, not
 of a datasheet figure.
 
-    python scripts/benchmark.py --threads 1 --json bench.json   # the default set, ~15 min on 2 CPU cores
+    python scripts/benchmark.py --threads 1 --json bench.json   # the default set, ~15-18 min on 2 CPU cores
     python scripts/benchmark.py --quick                          # fewer repeats, no 512 sweep point
     python scripts/benchmark.py --configs dagan,dagan_nchw --resolutions '' -- --ngf 32
 
@@ -15,8 +15,10 @@ Variants (``--configs``):
   dagan       the default fp32 paths: training as train.py (NCHW, fast SPADE layers, D frozen in the
               G step, fused Adam), inference as test.py (the same, channels-last)
   spade       ``--netG spade``; timed interleaved with dagan (alternating iterations), so the
-              attention overhead is not a difference of two runs minutes apart
-  dagan_bf16  ``--amp bf16``
+              attention overhead is not a difference of two runs minutes apart (reported both as the
+              ratio of the medians and as the median of the per-round ratios, ``*_paired``)
+  dagan_bf16  ``--amp bf16``; skipped where the device has no fast bf16 kernels (CPUs without
+              AVX-512/AMX, GPUs before Ampere), unless ``--force_bf16``
   dagan_nchw  dagan with inference in the NCHW layout too (``--memory_format contiguous``)
   dagan_ref   the plain SPADE layers (per-layer resize, dense one-hot conv, separate gamma/beta)
   reference   the reference code's computation: plain SPADE layers, NCHW, glibc's default allocator
@@ -173,8 +175,10 @@ def count_flops(fn):
 
 
 def summarize(times):
+    in_order = list(times)
     times = sorted(times)
-    out = {"median": statistics.median(times), "min": times[0], "max": times[-1], "n": len(times)}
+    out = {"median": statistics.median(times), "min": times[0], "max": times[-1], "n": len(times),
+           "all": in_order}
     if len(times) >= 4:
         q = statistics.quantiles(times, n=4)
         out["iqr"] = q[2] - q[0]
@@ -395,9 +399,10 @@ def main(argv=None):
     if not bf16:
         skipped = [n for n in names if CONFIGS[n]["flags"][:2] == ["--amp", "bf16"]]
         names = [n for n in names if n not in skipped]
-        report["bf16_skipped"] = (f"{device} has no fast bf16 kernels (CPU capability "
-                                  f"{report['machine']['cpu_capability']}; oneDNN needs AVX-512 or AMX): bf16 would "
-                                  f"run through slow reference kernels; --force_bf16 times it anyway")
+        why = ("a GPU before Ampere" if device.type == "cuda" else
+               f"CPU capability {report['machine']['cpu_capability']}; oneDNN needs AVX-512 or AMX")
+        report["bf16_skipped"] = (f"{device} has no fast bf16 kernels ({why}): bf16 would run through slow "
+                                  f"reference kernels; --force_bf16 times it anyway")
         if not args.child:
             print(f"bf16 skipped ({', '.join(skipped) or 'peak only'}): {report['bf16_skipped']}", flush=True)
 
@@ -482,6 +487,12 @@ def main(argv=None):
     if "dagan" in results and "spade" in results:
         derived["attention_overhead_train"] = ratio("dagan", "spade", "train_step_s_median") - 1
         derived["attention_overhead_infer"] = ratio("dagan", "spade", "infer_s_median") - 1
+        # Timed in alternation: the median of the per-round ratios cancels the machine's slow and
+        # fast phases better than the ratio of the two medians.
+        for kind, key in (("train", "train_step_s"), ("infer", "infer_s")):
+            d, sp = results["dagan"].get(key, {}).get("all"), results["spade"].get(key, {}).get("all")
+            if d and sp and len(d) == len(sp):
+                derived[f"attention_overhead_{kind}_paired"] = statistics.median(a / b for a, b in zip(d, sp)) - 1
         if results["spade"].get("train_flops_model"):
             derived["attention_flops_overhead_train"] = ratio("dagan", "spade", "train_flops_model") - 1
             derived["attention_flops_overhead_infer"] = ratio("dagan", "spade", "infer_flops_model") - 1

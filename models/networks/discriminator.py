@@ -50,10 +50,29 @@ class NLayerDiscriminator(BaseNetwork):
             self.add_module(f"model{n}", nn.Sequential(*layers))
 
     def forward(self, input):
-        results = [input]
-        for submodel in self.children():
+        """``input``: the tensor above, or the pair (semantics [b,S,H,W], images [k*b,3,H,W]) standing
+        for the channel concatenation of each group of b images with the same b label maps."""
+        layers = list(self.children())
+        if isinstance(input, (tuple, list)):
+            results = [self.first_layer_of_pair(*input)]
+            layers = layers[1:]
+        else:
+            results = [input]
+        for submodel in layers:
             results.append(submodel(results[-1]))
-        return results[1:]
+        return results if isinstance(input, (tuple, list)) else results[1:]
+
+    def first_layer_of_pair(self, semantics, images):
+        """``model0`` on the concatenation of each image group with the label maps, computed without
+        building it. A convolution is linear in its input channels: conv(cat(S, I), W) =
+        conv(S, W[:, :s]) + conv(I, W[:, s:]) + bias, so the label maps' part (s of the s+3 input
+        channels) is computed once for all k groups (fake and real) instead of k times, and needs no
+        backward in the G step; the checkpoint keeps the one weight tensor. Same values up to rounding."""
+        conv, activation = self.model0[0], self.model0[1:]
+        b, s = semantics.shape[:2]
+        shared = F.conv2d(semantics, conv.weight[:, :s], None, conv.stride, conv.padding)
+        own = F.conv2d(images, conv.weight[:, s:], conv.bias, conv.stride, conv.padding)
+        return activation((own.unflatten(0, (images.size(0) // b, b)) + shared).flatten(0, 1))
 
 
 class MultiscaleDiscriminator(BaseNetwork):
@@ -91,10 +110,11 @@ class MultiscaleDiscriminator(BaseNetwork):
         """``input``: the tensor above, or the pair (semantics [b,S,H,W], images [k*b,3,H,W]) standing
         for the channel concatenation of each group of b images with the same b label maps (k = 2:
         fake and real). The pair is the same computation (average pooling is per channel) with less
-        work: the label maps are pooled once per scale, without a backward, and are not duplicated
-        before the per-scale input is assembled; under autocast both parts are cast once, before
-        pooling, instead of the whole input at every scale's first convolution. The input is not
-        pooled after the last scale (the reference does, unused)."""
+        work: the label maps are pooled once per scale, without a backward, never duplicated or
+        concatenated with the images, and each scale's first convolution covers them once for all
+        groups (:meth:`NLayerDiscriminator.first_layer_of_pair`); under autocast both parts are cast
+        once, before pooling, instead of the whole input at every scale's first convolution. The
+        input is not pooled after the last scale (the reference does, unused)."""
         pair = isinstance(input, (tuple, list))
         if pair:
             semantics, images = input
@@ -114,15 +134,5 @@ class MultiscaleDiscriminator(BaseNetwork):
                     semantics, images = self.downsample(semantics), self.downsample(images)
                 else:
                     input = self.downsample(input)
-            result.append(discriminator(self.join(semantics, images) if pair else input))
+            result.append(discriminator((semantics, images) if pair else input))
         return result
-
-    @staticmethod
-    def join(semantics, images):
-        """[k*b, S+3, H, W]: each group of b images after its copy of the b label maps."""
-        b, s = semantics.shape[:2]
-        out = images.new_empty(images.size(0), s + images.size(1), *images.shape[2:])
-        for start in range(0, images.size(0), b):
-            out[start:start + b, :s] = semantics
-        out[:, s:] = images  # gradients reach the images through this copy
-        return out
