@@ -22,11 +22,13 @@ Variants (``--configs``):
   dagan_nchw  dagan with inference in the NCHW layout too (``--memory_format contiguous``)
   dagan_ref   the plain SPADE layers (per-layer resize, dense one-hot conv, separate gamma/beta)
   reference   the reference code's computation: plain SPADE layers, NCHW, glibc's default allocator
-              (``--cpu_malloc system``) and D's weight gradients computed in the G step (still with
-              fused Adam); run in a child process because the allocator setting is per process
+              (``--cpu_malloc system``), D's weight gradients computed in the G step and D's input
+              concatenated in full (still with fused Adam); run in a child process because the
+              allocator setting is per process
 FLOPs are counted with ``torch.utils.flop_counter``: ``model`` FLOPs are those of the reference
 computation (what the network is), ``executed`` FLOPs those of the path that ran (the fast path's
-one-hot look-ups and the frozen D's skipped weight gradients are not executed). Achieved FLOP/s =
+one-hot look-ups, the frozen D's skipped weight gradients and the second copy of D's label-map
+convolution are not executed). Achieved FLOP/s =
 FLOPs / median step time. Peak memory is the process's peak RSS during the configuration's first
 iteration (CPU; reset through /proc/self/clear_refs), or max allocated (CUDA); it is reported for
 configurations measured first in their process. With no VGG19 weights file the perceptual loss
@@ -75,7 +77,7 @@ CONFIGS = {
     "dagan_nchw": dict(flags=[], impl="fast", infer_format="contiguous"),
     "dagan_ref": dict(flags=[], impl="ref"),
     "reference": dict(flags=["--cpu_malloc", "system"], impl="ref", infer_format="contiguous", freeze_d=False,
-                      own_process=True),
+                      d_pair_input=False, own_process=True),
 }
 DEFAULT_CONFIGS = "dagan,spade,dagan_bf16,reference"
 # Timed in alternation when both are asked for (the attention overhead is a few percent).
@@ -225,6 +227,7 @@ class Prepared:
         self.device = self.opt.device
         self.trainer = Pix2PixTrainer(self.opt, self.model)
         self.trainer.freeze_D_in_G_step = spec.get("freeze_d", True)
+        self.model.d_pair_input = spec.get("d_pair_input", True)
         self.data = make_batch(self.opt)
         amp = self.opt.amp == "bf16"
         self._autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if amp else (
@@ -247,17 +250,18 @@ class Prepared:
 
     def count(self, step):
         """(executed FLOPs, model FLOPs) of one call of ``step``: the path that runs, and the same
-        step in the reference computation (plain SPADE layers, D's weight gradients in the G step)."""
+        step in the reference computation (plain SPADE layers, D's weight gradients in the G step, D's
+        concatenated input)."""
         self.phase(step.__name__)
         executed = count_flops(step)
         set_spade_impl(self.model, "ref")
-        freeze = self.trainer.freeze_D_in_G_step
-        self.trainer.freeze_D_in_G_step = False
+        freeze, pair = self.trainer.freeze_D_in_G_step, self.model.d_pair_input
+        self.trainer.freeze_D_in_G_step, self.model.d_pair_input = False, False
         try:
             model = count_flops(step)
         finally:
             set_spade_impl(self.model, self.spec["impl"])
-            self.trainer.freeze_D_in_G_step = freeze
+            self.trainer.freeze_D_in_G_step, self.model.d_pair_input = freeze, pair
         return executed, model
 
 
@@ -295,6 +299,7 @@ def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flo
         results[name] = {"config": name, "flags": p.flags, "crop_size": p.opt.crop_size, "batch": p.opt.batchSize,
                          "amp": p.opt.amp, "infer_memory_format": p.spec.get("infer_format", "channels_last"), "spade_impl": p.spec["impl"],
                          "cpu_malloc": p.opt.cpu_malloc, "freeze_D_in_G_step": p.trainer.freeze_D_in_G_step,
+                         "d_pair_input": p.model.d_pair_input,
                          "train_peak_memory_mb": peak_memory_mb(p.device) if first else None}
         prepared.append(p)
     args.memory_measured = True
@@ -540,7 +545,8 @@ def main(argv=None):
               f"{fmt_pct(r, 'train_fraction_of_peak'):>9} {fmt_pct(r, 'train_executed_fraction_of_peak'):>7} "
               f"{fmt_pct(r, 'infer_fraction_of_peak'):>9} {fmt_pct(r, 'infer_executed_fraction_of_peak'):>7}")
     print("GFLOP/it and %pk: FLOPs of the reference computation (model FLOPs); exec: FLOPs the run executed "
-          "(one-hot look-ups instead of multiplying zeros; no D weight gradients in the G step)")
+          "(one-hot look-ups instead of multiplying zeros; no D weight gradients in the G step; D's label-map "
+          "part once for fake and real)")
     if sweep:
         print()
         print(f"{'crop':>6} {'train s/it':>11} {'GFLOP/it':>9} {'s per Mpixel':>13} {'exec %pk':>9}")
