@@ -53,7 +53,9 @@ class ChannelAttention(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=1)
 
     def channel_weights(self, prev, feat):
-        pooled = F.adaptive_avg_pool2d(torch.cat([prev, feat], dim=1), 1)
+        # avgpool(cat(prev, feat)) = cat(avgpool(prev), avgpool(feat)): the full-size concatenation
+        # (and its backward) is never built.
+        pooled = torch.cat([F.adaptive_avg_pool2d(prev, 1), F.adaptive_avg_pool2d(feat, 1)], dim=1)
         return torch.sigmoid(self.conv2(F.relu(self.conv1(pooled))))
 
     def forward(self, prev, feat):
