@@ -55,12 +55,11 @@ class NLayerDiscriminator(BaseNetwork):
         layers = list(self.children())
         if isinstance(input, (tuple, list)):
             results = [self.first_layer_of_pair(*input)]
-            layers = layers[1:]
         else:
-            results = [input]
-        for submodel in layers:
+            results = [layers[0](input)]
+        for submodel in layers[1:]:
             results.append(submodel(results[-1]))
-        return results if isinstance(input, (tuple, list)) else results[1:]
+        return results
 
     def first_layer_of_pair(self, semantics, images):
         """``model0`` on the concatenation of each image group with the label maps, computed without
