@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models import networks
+from models.networks.architecture import conv3x3_of_upsampled
 from models.networks.normalization import SPADE, SegmapPyramid, onehot_conv2d, set_spade_impl
 from models.pix2pix_model import instance_edges
 
@@ -160,6 +161,59 @@ def test_generator_fast_matches_reference(overrides, batch):
     # The power iteration ran the same number of times: the spectral-norm buffers agree too.
     for (key, a), b in zip(fast.state_dict().items(), ref.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), key
+
+
+@pytest.mark.parametrize("batch,size,bias,channels_last", [
+    (2, (5, 7), True, False), (1, (4, 4), False, False), (1, (6, 3), True, True)])
+def test_conv3x3_of_upsampled_matches_conv_of_the_upsampled_input(batch, size, bias, channels_last):
+    torch.manual_seed(5)
+    x = torch.randn(batch, 6, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    weight = torch.randn(4, 6, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True) if bias else None
+    expected = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, b, padding=1)
+    got = conv3x3_of_upsampled(x, weight, b)
+    assert got.shape == expected.shape == (batch, 4, 2 * size[0], 2 * size[1])
+    assert torch.allclose(got, expected, atol=1e-5)
+    probe = torch.randn_like(expected)
+    inputs = [t for t in (x, weight, b) if t is not None]
+    for g_got, g_exp in zip(torch.autograd.grad((got * probe).sum(), inputs),
+                            torch.autograd.grad((expected * probe).sum(), inputs)):
+        assert torch.allclose(g_got, g_exp, atol=1e-5 * float(g_exp.abs().max()))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"crop_size": 64, "aspect_ratio": 2.0},                         # 32x64 output, 'normal'
+    {"num_upsampling_layers": "most", "crop_size": 128, "no_sam": True},
+])
+def test_dagan_fast_conv_64_matches_reference(overrides):
+    """conv_64 run at the previous block's resolution: same image, same gradients for conv_64 and
+    for the backbone feeding it (set_spade_impl switches the tail with the SPADE layers)."""
+    opt = generator_opt(**overrides)
+    torch.manual_seed(6)
+    fast = networks.define_G(opt)
+    for name, param in fast.named_parameters():  # the 0.02-gain init would make the tail negligible
+        if name.startswith(("conv_64", "conv_img")):
+            nn.init.normal_(param, 0.0, 0.1)
+    assert fast.impl == "fast" and set_spade_impl(copy.deepcopy(fast), "ref").impl == "ref"
+    ref = copy.deepcopy(fast)
+    ref.impl = "ref"  # only the tail: the SPADE layers' own rounding differences stay out of the comparison
+    n_up = {"normal": 5, "most": 7}[opt.num_upsampling_layers]
+    height = round(opt.crop_size // 2 ** n_up / opt.aspect_ratio) * 2 ** n_up
+    seg, _ = one_hot_semantics(batch=2, classes=6, size=(height, opt.crop_size), with_edges=True)
+    out_fast, out_ref = fast(seg), ref(seg)
+    assert out_fast.shape == seg.shape[:1] + (3,) + seg.shape[2:]
+    assert float(out_ref.detach().std()) > 1e-2
+    assert torch.allclose(out_fast, out_ref, atol=1e-5)
+    probe = torch.randn_like(out_ref)
+    (out_fast * probe).sum().backward()
+    (out_ref * probe).sum().backward()
+    for name in ("conv_64.weight", "conv_64.bias"):
+        g_fast, g_ref = fast.get_parameter(name).grad, ref.get_parameter(name).grad
+        assert torch.allclose(g_fast, g_ref, atol=1e-4 * float(g_ref.abs().max())), name
+    grads_close(fast, ref)
 
 
 # ---------------------------------------------------------------------------------------- spectral norm

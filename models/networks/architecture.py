@@ -1,10 +1,41 @@
 """SPADE residual block (the building block of the SPADE / DAGAN generator backbone)."""
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .normalization import SPADE, spectral_norm
 
 LRELU_SLOPE = 0.2
+
+# Which of a 3x3 kernel's three taps (along one axis) fall on each of the two input pixels that
+# an output pixel of phase a sees when the input was nearest-upsampled 2x: output row 2i reads the
+# upsampled rows 2i-1, 2i, 2i+1 = input rows i-1, i, i; row 2i+1 reads 2i, 2i+1, 2i+2 = rows i, i, i+1.
+_UPSAMPLED_TAPS = (((1, 0, 0), (0, 1, 1)),   # phase 0: row i-1 <- k0, row i <- k1 + k2
+                   ((1, 1, 0), (0, 0, 1)))   # phase 1: row i <- k0 + k1, row i+1 <- k2
+
+
+def conv3x3_of_upsampled(x, weight, bias=None):
+    """``conv2d(upsample2x(x), weight, bias, padding=1)`` computed at x's resolution.
+
+    ``x [B,C,h,w]``, ``weight [O,C,3,3]`` -> ``[B,O,2h,2w]``. Each output pixel of the upsampled grid
+    sees only 2x2 distinct input pixels, so each of its four phases (row parity a, column parity b)
+    is a 2x2 convolution of x with the 3x3 kernel's taps summed accordingly; the four phases run as
+    one convolution with 4*O outputs over x padded by 1, and are interleaved into the 2h x 2w grid.
+    Same result up to float rounding (the taps are summed before, not after, the multiplication) at
+    4/9 of the multiply-adds, and the upsampled input is never read.
+    """
+    batch, channels, h, w = x.shape
+    out_channels = weight.size(0)
+    if weight.shape[1:] != (channels, 3, 3):
+        raise ValueError(f"conv3x3_of_upsampled needs a [O,{channels},3,3] weight, got {list(weight.shape)}")
+    taps = torch.tensor(_UPSAMPLED_TAPS, dtype=weight.dtype, device=weight.device)  # [phase, tap, k]
+    phase_weight = torch.einsum("apk,bql,oikl->oabipq", taps, taps, weight).reshape(4 * out_channels, channels, 2, 2)
+    phase_bias = None if bias is None else bias.repeat_interleave(4)
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1)), phase_weight, phase_bias)  # [B, 4*O, h+1, w+1]
+    y = y.unflatten(1, (out_channels, 2, 2))  # [B, O, a, b, h+1, w+1]
+    # Phase (a, b) starts a pixel later along each axis where it reads (i, i+1) instead of (i-1, i).
+    rows = [torch.stack([y[:, :, a, b, a:a + h, b:b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
+    return torch.stack(rows, dim=3).reshape(batch, out_channels, 2 * h, 2 * w)  # [B,O,h,a,w,b] -> grid
 
 
 class SPADEResnetBlock(nn.Module):

@@ -390,11 +390,12 @@ class SPADE(nn.Module):
 
 
 def set_spade_impl(module, impl):
-    """Set ``impl`` ('fast' | 'ref') of every SPADE layer inside ``module``; returns ``module``."""
+    """Set ``impl`` ('fast' | 'ref') of every SPADE layer inside ``module``, and of every other module
+    with a fast and a reference computation (an ``impl`` attribute: the DAGAN tail); returns ``module``."""
     if impl not in SPADE_IMPLS:
         raise ValueError(f"unknown SPADE impl {impl!r}; known: {', '.join(SPADE_IMPLS)}")
     for m in module.modules():
-        if isinstance(m, SPADE):
+        if isinstance(m, SPADE) or isinstance(getattr(m, "impl", None), str):
             m.impl = impl
     return module
 
