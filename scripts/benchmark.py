@@ -29,13 +29,19 @@ FLOPs are counted with ``torch.utils.flop_counter``: ``model`` FLOPs are those o
 computation (what the network is), ``executed`` FLOPs those of the path that ran (the fast path's
 one-hot look-ups, the frozen D's skipped weight gradients and the second copy of D's label-map
 convolution are not executed). Achieved FLOP/s =
-FLOPs / median step time. Peak memory is the process's peak RSS during the configuration's first
+FLOPs / median step time. Bare-kernel bound (dagan, training; ``--no_kernel_bound`` skips it): every
+convolution of one training step (forward and backward) is recorded with its shapes, strides and
+arguments and replayed on its own, best of the repeats; the sum is the time the step's convolutions
+take as bare kernels, so the report says how fast those kernels run at this network's own shapes,
+what the rest of the step costs, and the executed-FLOP fraction of peak the step would reach if
+nothing but its convolutions took time. Peak memory is the process's peak RSS during the configuration's first
 iteration (CPU; reset through /proc/self/clear_refs), or max allocated (CUDA); it is reported for
 configurations measured first in their process. With no VGG19 weights file the perceptual loss
 uses a randomly initialised VGG19 (same cost; said so in the output). Nothing is written except
 --json.
 """
 import argparse
+import collections
 import json
 import logging
 import os
@@ -49,6 +55,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -176,6 +183,109 @@ def count_flops(fn):
     return counter.get_total_flops()
 
 
+class ConvRecorder(TorchDispatchMode):
+    """Counts every convolution a step dispatches (forward and backward), keyed by op and by the
+    sizes, strides and dtypes of its tensors and its other arguments."""
+
+    OPS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+
+    def __init__(self):
+        super().__init__()
+        self.calls = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.OPS:
+            self.calls[(func, tuple(_describe(a) for a in args))] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _describe(arg):
+    if isinstance(arg, torch.Tensor):
+        return ("tensor", tuple(arg.shape), tuple(arg.stride()), arg.dtype, str(arg.device))
+    return tuple(arg) if isinstance(arg, list) else arg
+
+
+def _materialize(desc):
+    if isinstance(desc, tuple) and desc and desc[0] == "tensor":
+        _, shape, stride, dtype, device = desc
+        return torch.empty_strided(shape, stride, dtype=dtype, device=device).normal_(0, 0.1)
+    return list(desc) if isinstance(desc, tuple) else desc
+
+
+def conv_kernel_bound(step, device, repeats):
+    """The convolutions of one call of ``step``, each replayed on its own (same op, shapes, strides,
+    dtypes; random values) and timed (best of ``repeats`` after one warm-up), times its count.
+    Returns {calls, unique, time_s, flops}: the time the step's convolutions take as bare kernels,
+    i.e. the step time if everything else cost nothing."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    recorder = ConvRecorder()
+    with recorder:
+        step()
+    total_time, total_flops = 0.0, 0
+    with torch.no_grad():
+        for (func, descs), count in recorder.calls.items():
+            args = [_materialize(d) for d in descs]
+            counter = FlopCounterMode(display=False)
+            with counter:
+                func(*args)
+            synchronize(device)
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                func(*args)
+                synchronize(device)
+                best = min(best, time.perf_counter() - t0)
+            total_time += count * best
+            total_flops += count * counter.get_total_flops()
+            del args
+    return {"calls": sum(recorder.calls.values()), "unique": len(recorder.calls), "time_s": total_time,
+            "flops": total_flops}
+
+
+def attention_tail_cost(prepared, repeats):
+    """What DAGAN's attention adds to the generator, timed on its own at the configuration's real
+    feature maps: the tail (CAM's conv_64 and pooling, SAM, their sum, then conv_img) against SPADE's
+    tail (conv_img on the last feature), forward without gradients and forward + backward, median of
+    ``repeats`` (>= 5) after warm-up. A training iteration runs the generator forward twice (G step,
+    and the D step's fresh fake without gradients) and backward once."""
+    model, device = prepared.model, prepared.device
+    net = model.netG
+    if not hasattr(net, "attend"):
+        return None
+    prepared.phase("train_step")
+    model.train()
+    semantics, _ = model.preprocess_input(prepared.data)
+    with torch.no_grad():
+        trace = net.backbone(semantics)
+    # Every block's input and output as leaves with gradients (the tail reads the last ones).
+    trace = [(x.detach().requires_grad_(), out.detach().requires_grad_()) for x, out in trace]
+    feat = trace[-1][1]
+    tails = {"dagan": lambda: net.to_image(net.attend(trace)[0]), "spade": lambda: net.to_image(feat)}
+    probe = torch.randn_like(tails["spade"]())
+
+    def median_time(fn):
+        fn()
+        synchronize(device)
+        times = []
+        for _ in range(max(5, repeats)):
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    out = {}
+    for name, tail in tails.items():
+        with torch.no_grad():
+            forward = median_time(tail)
+        backward = median_time(lambda tail=tail: tail().backward(probe))
+        out[name] = {"forward_s": forward, "forward_backward_s": backward, "train_iteration_s": forward + backward}
+    return {"tail": out,
+            "added_train_iteration_s": out["dagan"]["train_iteration_s"] - out["spade"]["train_iteration_s"],
+            "added_inference_s": out["dagan"]["forward_s"] - out["spade"]["forward_s"]}
+
+
 def summarize(times):
     in_order = list(times)
     times = sorted(times)
@@ -283,8 +393,9 @@ def time_interleaved(prepared, kind, warmup, repeats):
 
 
 def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flops=True, warmup=None,
-                repeats=None):
-    """Time the configurations ``names`` (interleaved when more than one) -> {name: result dict}."""
+                repeats=None, kernel_bound=()):
+    """Time the configurations ``names`` (interleaved when more than one) -> {name: result dict};
+    for those in ``kernel_bound`` also the bare-kernel time of the training step's convolutions."""
     warmup = args.warmup if warmup is None else warmup
     repeats = args.repeats if repeats is None else repeats
     prepared = []
@@ -318,6 +429,11 @@ def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flo
             r["train_flops_executed"], r["train_flops_model"] = p.count(p.train_step)
             if infer:
                 r["infer_flops_executed"], r["infer_flops_model"] = p.count(p.infer_step)
+        if p.name == "dagan" and "spade" in results and crop is None:
+            r["attention_tail"] = attention_tail_cost(p, repeats)
+        if p.name in kernel_bound:
+            p.phase("train_step")
+            r["train_conv_kernels"] = conv_kernel_bound(p.train_step, p.device, max(2, repeats))
     del prepared
     return results
 
@@ -357,6 +473,8 @@ def parse_args(argv):
     parser.add_argument("--force_bf16", action="store_true",
                         help="time bf16 even where the device has no fast bf16 kernels (skipped by default: "
                              "there bf16 runs through slow reference kernels)")
+    parser.add_argument("--no_kernel_bound", action="store_true",
+                        help="skip replaying dagan's training-step convolutions as bare kernels (~1.5 min)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run 'own process' configs here
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
@@ -442,7 +560,8 @@ def main(argv=None):
             print(f"timing {' and '.join(group)}{' (interleaved)' if len(group) > 1 else ''} ...", flush=True)
             # dagan_ref / dagan_bf16 / dagan_nchw are the dagan network: same FLOPs, counted once.
             same_as = "dagan" if group[0] in ("dagan_ref", "dagan_bf16", "dagan_nchw") and "dagan" in results else None
-            results.update(bench_group(group, args, device_flag, random_vgg, flops=same_as is None))
+            results.update(bench_group(group, args, device_flag, random_vgg, flops=same_as is None,
+                                       kernel_bound=() if args.no_kernel_bound else ("dagan",)))
             if same_as:
                 r = results[group[0]]
                 for key in ("train_flops_model", "infer_flops_model", "train_flops_executed", "infer_flops_executed"):
@@ -485,6 +604,16 @@ def main(argv=None):
                 r[f"{kind}_fraction_of_peak"] = r[f"{kind}_flops_per_s"] / peak[dtype]
             if r.get(f"{kind}_flops_executed"):
                 r[f"{kind}_executed_fraction_of_peak"] = r[f"{kind}_flops_executed"] / t / peak[dtype]
+        kernels = r.get("train_conv_kernels")
+        if kernels and kernels["time_s"] > 0:
+            # How fast the convolutions run as bare kernels at this network's own shapes, how much of
+            # the step they account for, and the executed-FLOP fraction of peak the step would reach
+            # if everything but those kernels cost nothing.
+            kernels["fraction_of_peak"] = kernels["flops"] / kernels["time_s"] / peak[dtype]
+            kernels["share_of_step"] = kernels["time_s"] / r["train_step_s_median"]
+            kernels["rest_of_step_s"] = r["train_step_s_median"] - kernels["time_s"]
+            if r.get("train_flops_executed"):
+                kernels["executed_fraction_of_peak_bound"] = r["train_flops_executed"] / kernels["time_s"] / peak[dtype]
 
     def ratio(a, b, key):
         return results[a][key] / results[b][key]
@@ -501,6 +630,16 @@ def main(argv=None):
         if results["spade"].get("train_flops_model"):
             derived["attention_flops_overhead_train"] = ratio("dagan", "spade", "train_flops_model") - 1
             derived["attention_flops_overhead_infer"] = ratio("dagan", "spade", "infer_flops_model") - 1
+        if results["spade"].get("train_flops_executed") and results["dagan"].get("train_flops_executed"):
+            derived["attention_executed_flops_overhead_train"] = ratio("dagan", "spade", "train_flops_executed") - 1
+            derived["attention_executed_flops_overhead_infer"] = ratio("dagan", "spade", "infer_flops_executed") - 1
+        tail = results["dagan"].get("attention_tail")
+        if tail:
+            # The attention's own time (timed in isolation, so not lost in the steps' spread) relative
+            # to SPADE's step.
+            derived["attention_tail_overhead_train"] = (tail["added_train_iteration_s"]
+                                                        / results["spade"]["train_step_s_median"])
+            derived["attention_tail_overhead_infer"] = tail["added_inference_s"] / results["spade"]["infer_s_median"]
     for other, label in (("reference", "vs_reference"), ("dagan_ref", "vs_plain_spade_layers"),
                          ("dagan_nchw", "vs_nchw")):
         if "dagan" in results and other in results:
@@ -547,6 +686,21 @@ def main(argv=None):
     print("GFLOP/it and %pk: FLOPs of the reference computation (model FLOPs); exec: FLOPs the run executed "
           "(one-hot look-ups instead of multiplying zeros; no D weight gradients in the G step; D's label-map "
           "part once for fake and real)")
+    for name, r in results.items():
+        k = r.get("train_conv_kernels")
+        if k and "fraction_of_peak" in k:
+            print(f"{name} training step, convolutions replayed as bare kernels ({k['calls']} calls, {k['unique']} "
+                  f"distinct): {k['time_s']:.2f} s = {pct(k['share_of_step'])} of the step, at "
+                  f"{pct(k['fraction_of_peak'])} of peak; the rest of the step {k['rest_of_step_s']:.2f} s; "
+                  f"with nothing else, the step would run at "
+                  f"{pct(k.get('executed_fraction_of_peak_bound', float('nan')))} of peak (executed FLOPs)")
+    tail = results.get("dagan", {}).get("attention_tail")
+    if tail and "attention_tail_overhead_train" in derived:
+        print(f"dagan's attention tail timed on its own (over SPADE's conv_img): "
+              f"+{1000 * tail['added_train_iteration_s']:.0f} ms per training iteration "
+              f"({pct(derived['attention_tail_overhead_train'])} of spade's step), "
+              f"+{1000 * tail['added_inference_s']:.0f} ms per inference "
+              f"({pct(derived['attention_tail_overhead_infer'])})")
     if sweep:
         print()
         print(f"{'crop':>6} {'train s/it':>11} {'GFLOP/it':>9} {'s per Mpixel':>13} {'exec %pk':>9}")
