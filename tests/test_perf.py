@@ -62,15 +62,19 @@ def test_pyramid_refuses_maps_that_are_not_one_hot():
 
 # ---------------------------------------------------------------------------------------- one-hot conv
 @pytest.mark.parametrize("with_edges,kernel", [(False, 3), (True, 3), (False, 1), (True, 5)])
-def test_onehot_conv_matches_dense_conv(with_edges, kernel):
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_onehot_conv_matches_dense_conv(with_edges, kernel, memory_format):
     torch.manual_seed(1)
     seg, labels = one_hot_semantics(with_edges=with_edges)
     conv = nn.Conv2d(seg.size(1), 16, kernel, padding=kernel // 2)
     ref = copy.deepcopy(conv)
     extra = seg[:, 6:] if with_edges else None
-    out = onehot_conv2d(labels, extra, conv)
+    if extra is not None and memory_format == torch.channels_last:
+        extra = extra.contiguous(memory_format=torch.channels_last)
+    out = onehot_conv2d(labels, extra, conv, memory_format=memory_format)
     expected = ref(seg)
     assert out.shape == expected.shape
+    assert out.is_contiguous(memory_format=memory_format)
     assert torch.allclose(out, expected, atol=1e-5)
     weight = torch.randn_like(expected)
     (out * weight).sum().backward()

@@ -270,7 +270,7 @@ def onehot_index(labels, kh, kw, n):
     return windows.reshape(batch * height * width, kh * kw) + offsets
 
 
-def onehot_conv2d(labels, extra, conv, table=None, index=None):
+def onehot_conv2d(labels, extra, conv, table=None, index=None, memory_format=torch.channels_last, dtype=None):
     """``conv`` applied to a segmap given as class indices: the same sums, without the zeros.
 
     ``labels [B,H,W]`` int64 in [0, n) stand for the first n one-hot input channels of ``conv``;
@@ -279,7 +279,9 @@ def onehot_conv2d(labels, extra, conv, table=None, index=None):
     pixel, the sum of k*k weight columns picked by the neighbouring labels, so it runs as one
     ``embedding_bag`` (gradients reach ``conv.weight`` and ``conv.bias`` as usual).
     ``table`` / ``index``: :func:`onehot_table` / :func:`onehot_index` when already at hand.
-    Returns [B,O,H,W] with channels-last strides (a view of the look-up's [B*H*W, O] output).
+    Returns [B,O,H,W] in ``memory_format``: channels-last is a view of the look-up's [B*H*W, O]
+    output; contiguous (NCHW) is one 2-D transpose per image (a blocked copy, several times faster
+    than a 4-D permute-and-copy, and so is its backward), optionally cast to ``dtype`` in that copy.
     """
     weight = conv.weight
     out_c, _, kh, kw = weight.shape
@@ -289,11 +291,40 @@ def onehot_conv2d(labels, extra, conv, table=None, index=None):
         table = onehot_table(conv, n)
     if index is None:
         index = onehot_index(labels, kh, kw, n)
-    out = F.embedding_bag(index, table, mode="sum")
-    out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2)
+    out = F.embedding_bag(index, table, mode="sum")  # [B*H*W, O]
+    if memory_format == torch.channels_last:
+        out = out.view(batch, height, width, out_c).permute(0, 3, 1, 2)
+    elif memory_format == torch.contiguous_format:
+        out = _PixelRowsToNCHW.apply(out, batch, height, width)
+    else:
+        raise ValueError(f"onehot_conv2d: memory_format must be channels_last or contiguous_format, got {memory_format}")
     if extra is not None:
         out = out + F.conv2d(extra, weight[:, n:], None, padding=(kh // 2, kw // 2))
-    return out
+    return out if dtype is None else out.to(dtype)
+
+
+class _PixelRowsToNCHW(torch.autograd.Function):
+    """[B*H*W, C] pixel rows -> [B,C,H,W] contiguous, and the gradient back: one 2-D transpose per
+    image each way, which torch copies blockwise (a 4-D permute-and-copy, or autograd's copy into
+    slices of a fresh tensor, costs several passes more)."""
+
+    @staticmethod
+    def forward(ctx, rows, batch, height, width):
+        pixels, channels = height * width, rows.size(1)
+        out = rows.new_empty(batch, channels, height, width)  # returned as is: not a view
+        for b in range(batch):
+            out[b].view(channels, pixels).copy_(rows[b * pixels:(b + 1) * pixels].t())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        batch, channels = grad.shape[:2]
+        grad = grad.reshape(batch, channels, -1)
+        pixels = grad.size(2)
+        rows = grad.new_empty(batch * pixels, channels)
+        for b in range(batch):
+            rows[b * pixels:(b + 1) * pixels].copy_(grad[b].t())
+        return rows, None, None, None
 
 
 class SPADE(nn.Module):
@@ -335,18 +366,16 @@ class SPADE(nn.Module):
         labels = segmap.labels_at(size)
         if labels is not None:
             extra = segmap.at(size)[:, segmap.onehot_channels:] if segmap.extra_channels else None
-            # The look-up's output is a fresh tensor in channels-last layout; ReLU in place.
+            # Straight into the layout of the rest of the network and, under autocast, the dtype
+            # the next convolution would cast it to; ReLU in place on that fresh tensor.
             conv = self.mlp_shared[0]
             index = segmap.index_at(size, *conv.kernel_size)
-            actv = F.relu(onehot_conv2d(labels, extra, conv, self._onehot_table(segmap.onehot_channels),
-                                        index), inplace=True)
-            # To the layout of the rest of the network and, under autocast, to the dtype the next
-            # convolution would cast it to: one pass instead of two.
             fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
                    else torch.contiguous_format)
             dtype = (torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type)
-                     else actv.dtype)
-            actv = actv.to(dtype=dtype, memory_format=fmt)
+                     else None)
+            actv = F.relu(onehot_conv2d(labels, extra, conv, self._onehot_table(segmap.onehot_channels),
+                                        index, memory_format=fmt, dtype=dtype), inplace=True)
         else:
             actv = self.mlp_shared(segmap.at(size))
         weight, bias = self._gamma_beta_weights()
