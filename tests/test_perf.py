@@ -39,12 +39,18 @@ def grads_close(net_a, net_b, rel=1e-3):
 
 
 # ---------------------------------------------------------------------------------------- pyramid
-def test_pyramid_resize_is_bit_identical_and_shared():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pyramid_resize_is_bit_identical_and_shared(channels_last):
     seg, labels = one_hot_semantics()
+    if channels_last:
+        seg = seg.contiguous(memory_format=torch.channels_last)
     pyramid = SegmapPyramid(seg, onehot_channels=6)
-    for size in ((3, 4), (6, 8), (12, 16), (24, 32), (48, 64)):
+    # Halvings as in the generator, and odd ratios either way (nearest's rounding of the scale).
+    for size in ((3, 4), (6, 8), (12, 16), (24, 32), (48, 64), (7, 5), (17, 45)):
         expected = F.interpolate(seg, size=size, mode="nearest")
         assert torch.equal(pyramid.at(size), expected)
+        assert pyramid.at(size).is_contiguous(memory_format=torch.channels_last if channels_last
+                                              else torch.contiguous_format)
         assert pyramid.at(size) is pyramid.at(size)  # computed once per size
         assert torch.equal(pyramid.labels_at(size), expected.argmax(dim=1))
     assert pyramid.at((24, 32)) is seg

@@ -32,10 +32,37 @@ def conv3x3_of_upsampled(x, weight, bias=None):
     phase_weight = torch.einsum("apk,bql,oikl->oabipq", taps, taps, weight).reshape(4 * out_channels, channels, 2, 2)
     phase_bias = None if bias is None else bias.repeat_interleave(4)
     y = F.conv2d(F.pad(x, (1, 1, 1, 1)), phase_weight, phase_bias)  # [B, 4*O, h+1, w+1]
-    y = y.unflatten(1, (out_channels, 2, 2))  # [B, O, a, b, h+1, w+1]
-    # Phase (a, b) starts a pixel later along each axis where it reads (i, i+1) instead of (i-1, i).
-    rows = [torch.stack([y[:, :, a, b, a:a + h, b:b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
-    return torch.stack(rows, dim=3).reshape(batch, out_channels, 2 * h, 2 * w)  # [B,O,h,a,w,b] -> grid
+    return _InterleavePhases.apply(y.unflatten(1, (out_channels, 2, 2)))  # [B, O, a, b, h+1, w+1] -> grid
+
+
+class _InterleavePhases(torch.autograd.Function):
+    """[B,O,2,2,h+1,w+1] -> [B,O,2h,2w]: out[..., 2i+a, 2j+b] = y[:, :, a, b, i+a, j+b] (phase (a, b)
+    starts a pixel later along each axis where it reads (i, i+1) instead of (i-1, i)). Four strided
+    copies each way; the backward zeroes only the row and column of each phase that the forward did
+    not read (autograd's slicing would zero-fill and then sum four full-size gradients)."""
+
+    @staticmethod
+    def forward(ctx, y):
+        batch, channels, _, _, h1, w1 = y.shape
+        h, w = h1 - 1, w1 - 1
+        out = y.new_empty(batch, channels, h, 2, w, 2)
+        for a in (0, 1):
+            for b in (0, 1):
+                out[:, :, :, a, :, b] = y[:, :, a, b, a:a + h, b:b + w]
+        return out.view(batch, channels, 2 * h, 2 * w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        batch, channels, h2, w2 = grad.shape
+        h, w = h2 // 2, w2 // 2
+        grad = grad.reshape(batch, channels, h, 2, w, 2)
+        grad_y = grad.new_empty(batch, channels, 2, 2, h + 1, w + 1)
+        for a in (0, 1):
+            for b in (0, 1):
+                grad_y[:, :, a, b, a:a + h, b:b + w] = grad[:, :, :, a, :, b]
+                grad_y[:, :, a, b, h if a == 0 else 0, :] = 0
+                grad_y[:, :, a, b, :, w if b == 0 else 0] = 0
+        return grad_y
 
 
 class SPADEResnetBlock(nn.Module):

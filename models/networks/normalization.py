@@ -173,6 +173,21 @@ SPADE_IMPLS = ("fast", "ref")
 ONEHOT_LABELS_ATTR = "onehot_labels"
 
 
+def nearest_resize(x, size):
+    """``F.interpolate(x, size, mode="nearest")`` as two index selections: the same source rows and
+    columns (found by interpolate itself, on a ramp of indices), so the same values bit for bit, in
+    x's memory format. On CPU, interpolate first copies a large many-channel input in full (a
+    [1,151,256,256] label map: ~85 ms to make an 8x8 map); this reads only the selected pixels."""
+    height, width = x.shape[-2:]
+    ramp = dict(dtype=torch.float32, device=x.device)  # exact for indices below 2**24
+    rows = F.interpolate(torch.arange(height, **ramp).view(1, 1, height, 1), size=(size[0], 1), mode="nearest")
+    cols = F.interpolate(torch.arange(width, **ramp).view(1, 1, 1, width), size=(1, size[1]), mode="nearest")
+    out = x.index_select(2, rows.view(-1).long()).index_select(3, cols.view(-1).long())
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 class SegmapPyramid:
     """The segmentation map of one generator forward, nearest-resized once per feature size.
 
@@ -227,7 +242,7 @@ class SegmapPyramid:
             if tuple(self.segmap.shape[2:]) == size:
                 self._dense[size] = self.segmap
             else:
-                self._dense[size] = F.interpolate(self.segmap, size=size, mode="nearest")
+                self._dense[size] = nearest_resize(self.segmap, size)
         return self._dense[size]
 
     def labels_at(self, size):
