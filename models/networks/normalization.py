@@ -296,8 +296,8 @@ def onehot_conv2d(labels, extra, conv, table=None, index=None, memory_format=tor
     ``table`` / ``index``: :func:`onehot_table` / :func:`onehot_index` when already at hand.
     Returns [B,O,H,W] in ``memory_format``: channels-last is a view of the look-up's [B*H*W, O]
     output; contiguous (NCHW) is one 2-D transpose per image (a blocked copy, several times faster
-    than a 4-D permute-and-copy, and so is its backward), optionally cast to ``dtype`` in that copy.
-    """
+    than a 4-D permute-and-copy, and so is its backward). ``dtype``: the result cast to it (SPADE
+    passes the autocast dtype the next convolution would cast it to)."""
     weight = conv.weight
     out_c, _, kh, kw = weight.shape
     batch, height, width = labels.shape
