@@ -1,0 +1,129 @@
+"""The model contract: what a model declares, so that one trainer, one checkpointing, DDP, EMA,
+evaluation, the training page and ``test.py`` serve every model without naming its networks.
+
+A model (``models/<name>_model.py``, class ``<Name>Model(BaseModel)``) declares:
+
+- ``network_names``: the names of its networks, e.g. ``['G', 'D', 'E']`` or ``['G_A', 'G_B', 'D_A',
+  'D_B']``; network ``X`` is the attribute ``netX``. Weight files are ``<epoch>_net_<X>.pth``.
+- :meth:`create_optimizers` -> ``{optimizer name: torch.optim.Optimizer}`` and
+  :meth:`learning_rates` ``(epoch) -> {optimizer name: lr}`` (the schedule, e.g. TTUR + linear decay).
+- :meth:`training_phases` -> ordered list of :class:`Phase`: which optimiser a phase steps, which
+  networks are frozen during it, on which iterations it runs (``every``).
+- :meth:`compute_losses` ``(phase name, data) -> {loss name: scalar tensor}``; the trainer sums them
+  (then ``.mean()``) and steps the phase's optimiser.
+- ``loss_names`` (log order) and :meth:`get_current_visuals` ``-> {name: tensor}`` of the last step.
+- :meth:`inference` ``(data, extras=False) -> {name: tensor}``: what a results page shows (inputs,
+  outputs; with ``extras`` also attention maps, masks, weights). There is no other inference path.
+- ``inference_network_names``: the networks ``test.py`` loads; ``ema_network_names``: the networks
+  of which an exponential moving average may be kept (``--ema_decay``); ``evaluation_pair``: the
+  (real, generated) names in :meth:`inference`'s output that FID compares during training.
+- Optional extra state (image pools, ...) through :meth:`extra_state_dict` /
+  :meth:`load_extra_state_dict`, saved in the full-state checkpoint.
+
+Visual tensors follow one convention, so pages and result folders need no per-model code:
+int64 ``[B,1,H,W]`` is a label map (colourised), float ``[B,3,H,W]`` in [-1, 1] an image, float
+``[B,1,H,W]`` in [0, 1] a map (grey and heat map), float ``[B,C]`` a vector of weights (JSON + bars).
+"""
+
+import contextlib
+import dataclasses
+import logging
+
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One optimisation step of a training iteration.
+
+    name: passed to :meth:`BaseModel.compute_losses`; optimizer: the name of the optimiser it steps;
+    frozen: networks whose parameters need no gradient during the phase (their weight gradients
+    would be thrown away; under DDP they also run without gradient all-reduce);
+    every: the phase runs on the iterations ``i`` (0-based within the epoch) with ``i % every == 0``.
+    """
+
+    name: str
+    optimizer: str
+    frozen: tuple = ()
+    every: int = 1
+
+
+class BaseModel(nn.Module):
+    """Base class of every model; see the module docstring for the contract."""
+
+    network_names = ()
+    inference_network_names = ()
+    ema_network_names = ()
+    loss_names = ()
+    evaluation_pair = None
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        return parser
+
+    @staticmethod
+    def validate_options(opt):
+        """Check this model's option values after parsing; raise ``options.OptionError``."""
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.device = opt.device
+
+    # ------------------------------------------------------------------ networks
+    def networks(self):
+        """{name: network} of the networks this model has (DDP wrappers unwrapped)."""
+        out = {}
+        for name in self.network_names:
+            net = getattr(self, 'net' + name, None)
+            if net is not None:
+                out[name] = net.module if hasattr(net, 'module') else net
+        return out
+
+    def set_network(self, name, net):
+        """Replace network ``name`` (a DDP wrapper, an EMA copy, ...)."""
+        setattr(self, 'net' + name, net)
+
+    @contextlib.contextmanager
+    def network_swapped(self, name, net):
+        """Temporarily make ``net`` the model's network ``name`` (e.g. the EMA generator)."""
+        original = getattr(self, 'net' + name)
+        self.set_network(name, net)
+        try:
+            yield
+        finally:
+            self.set_network(name, original)
+
+    # ------------------------------------------------------------------ training
+    def create_optimizers(self):
+        raise NotImplementedError
+
+    def learning_rates(self, epoch):
+        raise NotImplementedError
+
+    def training_phases(self):
+        raise NotImplementedError
+
+    def compute_losses(self, phase, data):
+        raise NotImplementedError
+
+    def get_current_visuals(self):
+        return {}
+
+    def network_inputs(self, data):
+        """Positional arguments of the EMA network's forward for ``data`` (BatchNorm re-estimation)."""
+        raise NotImplementedError
+
+    def extra_state_dict(self):
+        return {}
+
+    def load_extra_state_dict(self, state):
+        pass
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def inference(self, data, extras=False):
+        raise NotImplementedError
