@@ -3,15 +3,18 @@
     python test.py --name NAME --dataset_mode MODE --dataroot DIR [--which_epoch latest]
                    [--how_many N] [--evaluate] [--save_attention]
 
-Loads ``<checkpoints_dir>/<name>/<which_epoch>_net_G.pth`` (ours, or an official weight-only file;
-strict key/shape check) and writes, under ``<results_dir>/<name>/test_<which_epoch>/``:
+Loads the networks the model uses for inference, ``<checkpoints_dir>/<name>/<which_epoch>_net_<X>.pth``
+(ours, or an official weight-only file; strict key/shape check; SPADE/DAGAN: ``G``, plus ``E`` with
+--use_vae), runs ``model.inference`` on every test sample and writes, under
+``<results_dir>/<name>/test_<which_epoch>/``, one folder per visual the model returns
+(models/base_model.py), e.g. for SPADE/DAGAN:
 
     index.html                                  one row per image
     images/input_label/<stem>.png               colourised label map
     images/synthesized_image/<stem>.png         generator output
     images/real_image/<stem>.png                the real photo at the generated size
     images/sam_attention/<stem>.png             (--save_attention) SAM map, grey: 0 black .. 1 white
-    images/sam_heatmap/<stem>.png               (--save_attention) the same map as a heat map
+    images/sam_attention_heatmap/<stem>.png     (--save_attention) the same map as a heat map
     images/cam_weights/<stem>.json / .png       (--save_attention) CAM channel weights + bar chart
     metrics.json                                synthetic layout score and/or --evaluate metrics
     opt.json                                    the options of this test run
@@ -46,10 +49,6 @@ from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared w
 
 logger = logging.getLogger(__name__)
 
-IMAGE_KINDS = ("input_label", "synthesized_image", "real_image")
-ATTENTION_KINDS = ("sam_attention", "sam_heatmap", "cam_weights")
-
-
 def results_dir(opt):
     """``<results_dir>/<name>/test_<which_epoch>``."""
     return os.path.join(opt.results_dir, opt.name, f"test_{opt.which_epoch}")
@@ -60,22 +59,22 @@ def source_stem(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def load_generator(model, opt):
-    """Load G (and E with --use_vae) of ``opt.which_epoch``; returns {net name: file}."""
-    required = ("G", "E") if opt.use_vae else ("G",)
-    if getattr(opt, "use_ema", False):
-        # The EMA generator of --ema_decay: same network, its own file (BatchNorm stats re-estimated).
-        path = checkpoint.weight_path(opt, opt.which_epoch, "G_ema")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--use_ema: {path} not found; it is written by train.py --ema_decay")
-        checkpoint.load_state_dict_checked(checkpoint.unwrap(model.netG), checkpoint.safe_torch_load(path), path)
-        required = tuple(n for n in required if n != "G")
-        loaded = {"G": path}
-        if required:
-            loaded.update(checkpoint.load_network_weights(model, opt, opt.which_epoch, names=required,
-                                                          required=required))
-    else:
-        loaded = checkpoint.load_network_weights(model, opt, opt.which_epoch, names=required, required=required)
+def load_networks(model, opt):
+    """Load the model's inference networks of ``opt.which_epoch``; returns {net name: file}.
+
+    With --use_ema, the networks the model averages come from ``<which_epoch>_net_<X>_ema.pth``."""
+    names = tuple(model.inference_network_names)
+    loaded = {}
+    if opt.use_ema:
+        for name in model.ema_network_names:
+            path = checkpoint.weight_path(opt, opt.which_epoch, name + "_ema")
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"--use_ema: {path} not found; it is written by train.py --ema_decay")
+            checkpoint.load_state_dict_checked(model.networks()[name], checkpoint.safe_torch_load(path), path)
+            loaded[name] = path
+        names = tuple(n for n in names if n not in loaded)
+    if names:
+        loaded.update(checkpoint.load_network_weights(model, opt, opt.which_epoch, names=names, required=names))
     for name, path in loaded.items():
         logger.info("net%s loaded from %s", name, path)
     return loaded
@@ -91,44 +90,19 @@ def inference_autocast(opt):
     return torch.autocast(device_type=opt.device.type, dtype=dtype)
 
 
-def attention_maps(model, batch, opt):
-    """Run G with its attention maps: (fake [B,3,H,W], {'sam': [B,1,H,W], 'cam': [B,C]} or subset)."""
-    net_g = checkpoint.unwrap(model.netG)
-    if not hasattr(net_g, "forward_with_attention"):
-        raise ValueError(
-            f"--save_attention needs a generator with attention maps (--netG dagan); "
-            f"{type(net_g).__name__} (--netG {opt.netG}) has none"
-        )
-    input_semantics, _ = model.preprocess_input(batch)
-    z = None
-    if opt.use_vae:
-        z, _, _ = model(batch, mode="encode")
-    fake, maps = net_g.forward_with_attention(input_semantics, z)
-    return fake, {k: v for k, v in maps.items() if v is not None}
-
-
-def save_attention_outputs(maps, index, stem, web_dir):
-    """Write the SAM map (grey + heat map) and CAM weights (JSON + bar chart) of batch item ``index``.
-
-    Returns {column name: relative image path} for the page.
-    """
+def save_visuals(visuals, index, stem, web_dir, opt):
+    """Write every visual of batch item ``index`` as ``images/<picture>/<stem>.png`` (vectors also as
+    ``.json``); returns {picture name: relative path} for the page."""
     images = {}
-    if "sam" in maps:
-        sam = maps["sam"][index].detach().float().cpu()
-        grey = (sam.clamp(0, 1)[0] * 255).round().to(torch.uint8).numpy()
-        rel = os.path.join("images", "sam_attention", stem + ".png")
-        util.save_image(grey, os.path.join(web_dir, rel))
-        images["sam_attention"] = rel
-        rel_heat = os.path.join("images", "sam_heatmap", stem + ".png")
-        util.save_image(util.attention_heatmap(sam), os.path.join(web_dir, rel_heat))
-        images["sam_heatmap"] = rel_heat
-    if "cam" in maps:
-        cam = maps["cam"][index].detach().float().cpu().reshape(-1)
-        json_path = os.path.join(web_dir, "images", "cam_weights", stem + ".json")
-        write_text_atomic(json_path, json.dumps({"stem": stem, "cam_channel_weights": cam.tolist()}) + "\n")
-        rel = os.path.join("images", "cam_weights", stem + ".png")
-        util.save_image(util.bar_chart(cam), os.path.join(web_dir, rel))
-        images["cam_weights"] = rel
+    for name, batch in visuals.items():
+        item = batch[index]
+        for picture, array in util.visual_arrays(name, item, opt).items():
+            rel = os.path.join("images", picture, stem + ".png")
+            util.save_image(array, os.path.join(web_dir, rel))
+            images[picture] = rel
+        if item.dim() == 1:
+            write_text_atomic(os.path.join(web_dir, "images", name, stem + ".json"),
+                              json.dumps({"stem": stem, name: item.detach().float().cpu().tolist()}) + "\n")
     return images
 
 
@@ -189,9 +163,9 @@ class Evaluation:
             self.segmenter, self.num_classes = evaluation.build_named_segmenter(
                 self.seg_model, getattr(opt, "segmenter_weights", None), self.device)
 
-    def run(self, web_dir, label_paths):
-        real_dir = os.path.join(web_dir, "images", "real_image")
-        fake_dir = os.path.join(web_dir, "images", "synthesized_image")
+    def run(self, web_dir, label_paths, evaluation_pair):
+        real_dir = os.path.join(web_dir, "images", evaluation_pair[0])
+        fake_dir = os.path.join(web_dir, "images", evaluation_pair[1])
         results = {}
         if self.metrics:
             results.update(self.evaluation.evaluate_folders(
@@ -213,21 +187,20 @@ class Evaluation:
 def clear_previous_results(web_dir):
     """Remove the image folders and metrics a previous test run of this epoch wrote, so the page,
     metrics and any later evaluate.py run of these folders see this run's images only."""
-    for kind in IMAGE_KINDS + ATTENTION_KINDS:
-        folder = os.path.join(web_dir, "images", kind)
-        if os.path.isdir(folder):
-            logger.info("replacing the previous results in %s", folder)
-            shutil.rmtree(folder)
+    images = os.path.join(web_dir, "images")
+    if os.path.isdir(images):
+        logger.info("replacing the previous results in %s", images)
+        shutil.rmtree(images)
     stale_metrics = os.path.join(web_dir, "metrics.json")
     if os.path.isfile(stale_metrics):
         os.remove(stale_metrics)
 
 
-def write_page(opt, web_dir, rows, metric_tables, loaded):
+def write_page(opt, model, web_dir, rows, metric_tables, loaded):
     page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}")
     page.add_header(f"{opt.name}: {opt.dataset_mode} {opt.phase} split, epoch {opt.which_epoch}")
     page.add_text(
-        f"{len(rows)} images. Generator: {opt.netG}, weights from "
+        f"{len(rows)} images. Model: {type(model).__name__}, weights from "
         + ", ".join(f"net{k}: {os.path.basename(v)}" for k, v in loaded.items())
     )
     for title, table in metric_tables:
@@ -251,7 +224,10 @@ def main(argv=None):
 
     dataloader = data.create_dataloader(opt)
     model = models.create_model(opt)
-    loaded = load_generator(model, opt)
+    if opt.save_attention and not model.extra_visual_names:
+        raise ValueError(f"--save_attention needs a model with attention maps (--netG dagan); "
+                         f"{type(model).__name__} with these options has none")
+    loaded = load_networks(model, opt)
     model.eval()
 
     evaluation = Evaluation(opt) if opt.evaluate else None
@@ -260,52 +236,7 @@ def main(argv=None):
     os.makedirs(web_dir, exist_ok=True)
     write_text_atomic(os.path.join(web_dir, "opt.json"),
                       json.dumps(checkpoint.opt_to_plain(opt), indent=2, sort_keys=True) + "\n")
-
-    layout = LayoutScorer(opt) if opt.dataset_mode == "synthetic" else None
-    n_label = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
-    total = min(len(dataloader.dataset), opt.how_many)
-    rows = []
-    label_paths = []
-    seen = {}
-    with torch.no_grad(), tqdm(total=total, desc="test", unit="img", file=sys.stderr) as bar:
-        for batch in dataloader:
-            if len(rows) >= total:
-                break
-            with inference_autocast(opt):
-                if opt.save_attention:
-                    fake, maps = attention_maps(model, batch, opt)
-                else:
-                    fake, maps = model(batch, mode="inference"), {}
-            fake = fake.float()
-            start = len(rows)
-            for i, path in enumerate(batch["path"]):
-                if len(rows) >= total:
-                    break
-                stem = source_stem(path)
-                if stem in seen:
-                    raise ValueError(
-                        f"two source images share the stem {stem!r} ({seen[stem]} and {path}); result "
-                        f"files are named by stem, so they would overwrite each other"
-                    )
-                seen[stem] = path
-                label_paths.append(batch["label_path"][i])
-                arrays = {
-                    "input_label": util.tensor2label(batch["label"][i], n_label, opt.dataset_mode),
-                    "synthesized_image": util.tensor2im(fake[i]),
-                    "real_image": util.tensor2im(batch["image"][i]),
-                }
-                images = {}
-                for kind in IMAGE_KINDS:
-                    rel = os.path.join("images", kind, stem + ".png")
-                    util.save_image(arrays[kind], os.path.join(web_dir, rel))
-                    images[kind] = rel
-                if maps:
-                    images.update(save_attention_outputs(maps, i, stem, web_dir))
-                rows.append((stem, images))
-                bar.update(1)
-            if layout is not None:
-                kept = len(rows) - start
-                layout.update(fake[:kept], batch["label"][:kept])
+    rows, label_paths, layout = generate(opt, model, dataloader, web_dir)
 
     metrics = {}
     metric_tables = []
@@ -317,15 +248,49 @@ def main(argv=None):
         print(f"layout score on {len(rows)} {opt.phase} images: pixel accuracy "
               f"{layout_scores['pixel_accuracy']:.4f}, mIoU {layout_scores['mIoU']:.4f}")
     if evaluation is not None:
-        metrics["evaluate"] = evaluation.run(web_dir, label_paths)
+        metrics["evaluate"] = evaluation.run(web_dir, label_paths, model.evaluation_pair)
         metric_tables.append(("Evaluation (--evaluate)", _flatten(metrics["evaluate"])))
         for name, value in _flatten(metrics["evaluate"]):
             print(f"{name:>24}: {value}")
     if metrics:
         write_text_atomic(os.path.join(web_dir, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    index = write_page(opt, web_dir, rows, metric_tables, loaded)
+    index = write_page(opt, model, web_dir, rows, metric_tables, loaded)
     print(f"{len(rows)} images written; results page: {index}")
     return {"web_dir": web_dir, "index": index, "num_images": len(rows), "metrics": metrics}
+
+
+def generate(opt, model, dataloader, web_dir):
+    """Run ``model.inference`` over the split and save the visuals; returns (rows [(stem, {picture:
+    path})], label paths, LayoutScorer or None)."""
+    layout = LayoutScorer(opt) if opt.dataset_mode == "synthetic" else None
+    total = min(len(dataloader.dataset), opt.how_many)
+    rows, label_paths, seen = [], [], {}
+    with torch.no_grad(), tqdm(total=total, desc="test", unit="img", file=sys.stderr) as bar:
+        for batch in dataloader:
+            if len(rows) >= total:
+                break
+            with inference_autocast(opt):
+                visuals = model.inference(batch, extras=opt.save_attention)
+            visuals = {k: v.float() if v.is_floating_point() else v for k, v in visuals.items()}
+            start = len(rows)
+            for i, path in enumerate(batch["path"]):
+                if len(rows) >= total:
+                    break
+                stem = source_stem(path)
+                if stem in seen:
+                    raise ValueError(
+                        f"two source images share the stem {stem!r} ({seen[stem]} and {path}); result "
+                        f"files are named by stem, so they would overwrite each other"
+                    )
+                seen[stem] = path
+                if "label_path" in batch:
+                    label_paths.append(batch["label_path"][i])
+                rows.append((stem, save_visuals(visuals, i, stem, web_dir, opt)))
+                bar.update(1)
+            if layout is not None:
+                kept = len(rows) - start
+                layout.update(visuals[model.evaluation_pair[1]][:kept], batch["label"][:kept])
+    return rows, label_paths, layout
 
 
 def _flatten(d, prefix=""):

@@ -5,9 +5,10 @@ first use) with a small preset and reports the layout faithfulness of the synthe
 SPADE command lines work as they are, e.g.
 ``python train.py --name city --dataset_mode cityscapes --dataroot ... --niter 100 --niter_decay 100``.
 
-Per iteration: one generator step, then one discriminator step on a freshly generated fake (SPEC §5).
-Checkpoints: ``checkpoints/<name>/latest_state.pth`` (full state, exact resume with
-``--continue_train``) and the official weight-only ``<epoch>_net_G.pth`` / ``_D`` / ``_E``.
+Per iteration the model's training phases run in order (SPADE/DAGAN: a generator step, then a
+discriminator step on a freshly generated fake). Checkpoints: ``checkpoints/<name>/latest_state.pth``
+(full state, exact resume with ``--continue_train``) and the official weight-only
+``<epoch>_net_<name>.pth`` of each network.
 """
 import copy
 import logging
@@ -25,19 +26,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
 import models
-from models.trainer import Pix2PixTrainer
+from models.trainer import Trainer
 from options.train_options import TrainOptions
 from util import checkpoint as ckpt
 from util import ddp
 from util.cpu import apply_cpu_settings
 from util.distributed import barrier, is_main_process
-from util.train_eval import TrainEval, generator_swapped, val_options
+from util.train_eval import TrainEval, val_options
 from util.visualizer import Visualizer
 
 logger = logging.getLogger('train')
-
-VGG_FILE = 'vgg19-dcbb9e9d.pth'
-
 
 class RunExistsError(RuntimeError):
     """checkpoints/<name>/ already holds a run and neither --continue_train nor --overwrite was given."""
@@ -77,7 +75,7 @@ def prepare_run_dir(opt):
             raise FileNotFoundError(
                 f'--continue_train: {ckpt.run_dir(opt)} holds neither our full-state checkpoint '
                 f'{os.path.basename(ckpt.state_path(opt, opt.which_epoch))} nor official weights '
-                f'{opt.which_epoch}_net_G.pth (--which_epoch {opt.which_epoch}).')
+                f'{opt.which_epoch}_net_<name>.pth (--which_epoch {opt.which_epoch}).')
         return kind, path
     if existing:
         shown = ', '.join(os.path.basename(p) for p in existing[:6]) + (' ...' if len(existing) > 6 else '')
@@ -96,25 +94,6 @@ def prepare_run_dir(opt):
     return 'new', None
 
 
-def resolve_vgg_weights(opt):
-    """Make sure the VGG loss can load its weights, or (synthetic preset only) turn it off.
-
-    Returns a message for the logs when the loss was turned off, else None.
-    """
-    if opt.no_vgg_loss:
-        return None
-    path = opt.vgg_weights or os.path.join(torch.hub.get_dir(), 'checkpoints', VGG_FILE)
-    if os.path.isfile(path):
-        return None
-    if opt.dataset_mode == 'synthetic' and opt.vgg_weights is None:
-        opt.no_vgg_loss = True
-        return (f'VGG19 weights {path} not found: the synthetic preset trains WITHOUT the VGG '
-                f'perceptual loss (put {VGG_FILE} there to use it).')
-    raise FileNotFoundError(
-        f'VGG19 ImageNet weights not found at {path}. Copy torchvision\'s {VGG_FILE} there '
-        f'(or pass --vgg_weights FILE), or train without the perceptual loss with --no_vgg_loss.')
-
-
 # ------------------------------------------------------------------------------------------------
 
 def dry_run(opt, options):
@@ -124,7 +103,7 @@ def dry_run(opt, options):
     # The VGG loss is a frozen feature extractor, not one of the trained networks: not needed here.
     build_opt.no_vgg_loss = True
     model = models.create_model(build_opt)
-    for name, net in ckpt.networks_of(model).items():
+    for name, net in model.networks().items():
         print(f'net{name} parameters: {count_parameters(net):,}')
     return 0
 
@@ -141,37 +120,29 @@ def loader_skipping(loader, n_batches):
                       pin_memory=loader.pin_memory)
 
 
-def visuals_of(trainer, data_i):
-    return {'input_label': data_i['label'], 'synthesized_image': trainer.get_latest_generated(),
-            'real_image': data_i['image']}
-
-
-def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, train_eval=None):
+def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, train_eval):
     # Collective calls first (every rank takes part), then rank 0 alone writes.
-    ddp.check_replicas_agree(trainer.model_on_one_device)
+    ddp.check_replicas_agree(trainer.model)
     rng_per_rank = ddp.gather_rng_states()
     if not is_main_process():
         return
-    extra = {'rng_per_rank': rng_per_rank} if rng_per_rank is not None else None
-    if train_eval is not None:  # EMA of G and the best evaluation so far (exact resume)
-        extra = {**(extra or {}), 'train_eval': train_eval.state_dict()}
+    extra = {'train_eval': train_eval.state_dict()}  # EMA networks and the best evaluation so far
+    if rng_per_rank is not None:
+        extra['rng_per_rank'] = rng_per_rank
     ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=extra)
     ckpt.save_network_weights(trainer.model, opt, 'latest')
-    if train_eval is not None:
-        train_eval.save_weights('latest')
+    train_eval.save_weights('latest')
 
 
-def evaluate_layout(opt, model, visualizer, epoch, total_iters, train_eval=None):
-    """Synthetic dataset: synthesize the val split with G (the EMA G with --ema_decay) and score it
+def evaluate_layout(opt, model, visualizer, epoch, total_iters, train_eval):
+    """Synthetic dataset: synthesize the val split (with the EMA networks of --ema_decay) and score it
     with the dataset's exact segmenter (pixel accuracy, mean class accuracy, mIoU vs the input labels)."""
     from util.layout_score import score_layout
 
     loader = data.create_dataloader(val_options(opt))
-    net = train_eval.evaluation_net() if train_eval is not None else ckpt.unwrap(model.netG)
-    with generator_swapped(model, net):
+    with train_eval.evaluation_networks():
         scores = score_layout(model, loader, opt)
-    what = 'layout (G_ema)' if train_eval is not None and train_eval.ema is not None else 'layout'
-    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=what)
+    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=f'layout ({train_eval.what})')
     return scores
 
 
@@ -197,9 +168,50 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
             ddp.destroy_distributed()
 
 
-def _train(opt, options, stop_after_epoch, stop_after_iter):
+class Run:
+    """What a training run resumes from: counters, RNG states and messages for the log."""
+
+    def __init__(self):
+        self.start_epoch, self.start_epoch_iter, self.total_iters = 1, 0, 0
+        self.rng = None
+        self.restore_rng_after_iterator = False
+        self.resume_iter = None
+        self.state = None
+        self.messages = []
+
+    def resume_from_state(self, trainer, source, opt):
+        state = ckpt.load_training_state(trainer, source)
+        self.state = state
+        self.total_iters = self.resume_iter = state['total_iters']
+        if state['epoch_done']:
+            self.start_epoch, self.start_epoch_iter = state['epoch'] + 1, 0
+        else:
+            self.start_epoch, self.start_epoch_iter = state['epoch'], state['epoch_iter']
+            # The uninterrupted run drew the epoch's loader seed before these iterations; the saved
+            # RNG state is from after that draw, so it is restored after building the iterator.
+            self.restore_rng_after_iterator = True
+        self.rng = ddp.rng_states_for_rank(state, opt)
+        self.messages.append(f'resuming from {source}: epoch {self.start_epoch}, iteration '
+                             f'{self.total_iters} (full state: networks, optimizers, RNG)')
+
+    def fine_tune_from_weights(self, model, opt):
+        names = tuple(model.networks())
+        loaded = ckpt.load_network_weights(model, opt, opt.which_epoch, names=names,
+                                           required=model.inference_network_names[:1])
+        self.messages.append('fine-tuning from weight-only files ' + ', '.join(
+            f'net{k}: {os.path.basename(v)}' for k, v in loaded.items() if v)
+            + '; fresh optimizers, starting at epoch 1')
+        for k, v in loaded.items():
+            if v is None:
+                self.messages.append(f'net{k}: no {opt.which_epoch}_net_{k}.pth, starting from a fresh initialisation')
+
+    def extra(self, key):
+        return (self.state or {}).get('extra', {}).get(key)
+
+
+def _setup(opt, options):
+    """Run folder, options file, model, trainer, data and the resume state of a training run."""
     mode, source = prepare_run_dir(opt)
-    vgg_message = resolve_vgg_weights(opt)
     if is_main_process():
         options.save_options(opt)
     logger.info('\n%s', options.format_options(opt))
@@ -209,102 +221,45 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
     if opt.world_size > 1:
         ddp.wrap_model(model, opt)
         seed_everything(ddp.rank_seed(opt.seed, opt.rank))  # per-rank random streams from here on
-    trainer = Pix2PixTrainer(opt, model)
+    trainer = Trainer(opt, model)
     dataloader = data.create_dataloader(opt)
-    n_iters = len(dataloader)
-    if n_iters == 0:
+    if len(dataloader) == 0:
         raise ValueError(f'the training set of {opt.dataset_mode!r} gives no complete batch of {opt.batchSize}')
-    total_epochs = opt.niter + opt.niter_decay
-
-    start_epoch, start_epoch_iter, total_iters = 1, 0, 0
-    rng_to_restore, restore_after_iterator, resume_iter = None, False, None
-    messages = [vgg_message] if vgg_message else []
+    run = Run()
     if mode == 'state':
-        state = ckpt.load_training_state(trainer, source, opt.device)
-        total_iters = state['total_iters']
-        resume_iter = total_iters
-        if state['epoch_done']:
-            start_epoch, start_epoch_iter = state['epoch'] + 1, 0
-        else:
-            start_epoch, start_epoch_iter = state['epoch'], state['epoch_iter']
-            # The uninterrupted run drew the epoch's loader seed before these iterations; the saved
-            # RNG state is from after that draw, so it is restored after building the iterator.
-            restore_after_iterator = True
-        rng_to_restore = ddp.rng_states_for_rank(state, opt)
-        messages.append(f'resuming from {source}: epoch {start_epoch}, iteration {total_iters} '
-                        f'(full state: networks, optimizers, RNG)')
+        run.resume_from_state(trainer, source, opt)
     elif mode == 'weights':
-        loaded = ckpt.load_network_weights(model, opt, opt.which_epoch, names=('G', 'D', 'E'),
-                                           required=('G',))
-        messages.append('fine-tuning from weight-only files ' + ', '.join(
-            f'net{k}: {os.path.basename(v)}' for k, v in loaded.items() if v)
-            + '; fresh optimizers, starting at epoch 1')
-        for k, v in loaded.items():
-            if v is None:
-                messages.append(f'net{k}: no {opt.which_epoch}_net_{k}.pth, starting from a fresh initialisation')
-    if start_epoch > total_epochs:
+        run.fine_tune_from_weights(model, opt)
+    return model, trainer, dataloader, run
+
+
+def _train(opt, options, stop_after_epoch, stop_after_iter):
+    model, trainer, dataloader, run = _setup(opt, options)
+    total_epochs = opt.niter + opt.niter_decay
+    if run.start_epoch > total_epochs:
         logger.warning('the checkpoint has already finished all %d epochs; nothing to train', total_epochs)
-
-    visualizer = Visualizer(opt, resume_iter=resume_iter)
-    for m in messages:
+    visualizer = Visualizer(opt, resume_iter=run.resume_iter, loss_order=model.loss_names)
+    for m in run.messages:
         visualizer.log_message(m)
-    train_eval = TrainEval(opt, trainer.model_on_one_device, dataloader.dataset, visualizer)
-    if mode == 'state':
-        train_eval.load_state_dict(state.get('extra', {}).get('train_eval'), source)
-    if rng_to_restore is not None and not restore_after_iterator:
-        ckpt.set_rng_states(rng_to_restore)
-
-    for k, net in ckpt.networks_of(model).items():
+    train_eval = TrainEval(opt, model, dataloader.dataset, visualizer)
+    trainer.after_phase_hooks.append(train_eval.after_phase)
+    if run.state is not None:
+        train_eval.load_state_dict(run.extra('train_eval'), ckpt.state_path(opt, opt.which_epoch))
+    if run.rng is not None and not run.restore_rng_after_iterator:
+        ckpt.set_rng_states(run.rng)
+    for k, net in model.networks().items():
         logger.info('net%s parameters: %s', k, f'{count_parameters(net):,}')
-    logger.info('training %d epochs x %d iterations (batch %d) on %s', total_epochs, n_iters,
+    logger.info('training %d epochs x %d iterations (batch %d) on %s', total_epochs, len(dataloader),
                 opt.batchSize, opt.device)
 
-    epoch = start_epoch - 1
+    loop = TrainingLoop(opt, trainer, dataloader, visualizer, train_eval, run)
     t_start = time.time()
     with logging_redirect_tqdm():
-        for epoch in range(start_epoch, total_epochs + 1):
-            dataloader.sampler.set_epoch(epoch)
-            trainer.update_learning_rate(epoch)
-            skip = start_epoch_iter if epoch == start_epoch else 0
-            epoch_iterator = iter(dataloader if skip == 0 else loader_skipping(dataloader, skip))
-            if restore_after_iterator:
-                ckpt.set_rng_states(rng_to_restore)
-                restore_after_iterator = False
-            epoch_iter = skip
-            bar = tqdm(total=n_iters, initial=skip, desc=f'epoch {epoch}/{total_epochs}', unit='it',
-                       disable=not is_main_process(), dynamic_ncols=True, leave=False)
-            t_iter = time.time()
-            for i, data_i in enumerate(epoch_iterator, start=skip):
-                if i % opt.D_steps_per_G == 0:
-                    trainer.run_generator_one_step(data_i)
-                    train_eval.after_generator_step()
-                trainer.run_discriminator_one_step(data_i)
-                epoch_iter += 1
-                total_iters += 1
-                bar.update(1)
-                if total_iters % opt.print_freq == 0:
-                    losses = trainer.get_latest_losses()
-                    now = time.time()
-                    visualizer.print_current_errors(epoch, epoch_iter, total_iters, losses, now - t_iter)
-                    bar.set_postfix({k: f'{v.item():.3f}' for k, v in losses.items()}, refresh=False)
-                t_iter = time.time()
-                if total_iters % opt.display_freq == 0:
-                    visualizer.display_current_results(visuals_of(trainer, data_i), epoch, total_iters)
-                train_eval.maybe_evaluate(epoch, total_iters)
-                if total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
-                    save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=False,
-                                    train_eval=train_eval)
-                    logger.info('saved the latest state (epoch %d, iteration %d)', epoch, total_iters)
-                if stop_after_iter is not None and total_iters >= stop_after_iter:
-                    bar.close()
-                    return {}
-            bar.close()
-            save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done=True, train_eval=train_eval)
-            if is_main_process() and (epoch % opt.save_epoch_freq == 0 or epoch == total_epochs):
-                ckpt.save_network_weights(trainer.model, opt, epoch)
-                train_eval.save_weights(epoch)
+        for epoch in range(run.start_epoch, total_epochs + 1):
+            if not loop.run_epoch(epoch, stop_after_iter):
+                return {}
             logger.info('end of epoch %d / %d (%d iterations, %.0f s so far)', epoch, total_epochs,
-                        total_iters, time.time() - t_start)
+                        loop.total_iters, time.time() - t_start)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return {}
     if is_main_process():
@@ -312,13 +267,71 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
 
     scores = {}
     if opt.dataset_mode == 'synthetic' and is_main_process():
-        scores = evaluate_layout(opt, trainer.model_on_one_device, visualizer, max(epoch, 0), total_iters,
-                                 train_eval)
+        scores = evaluate_layout(opt, model, visualizer, max(loop.epoch, 0), loop.total_iters, train_eval)
         print(f'layout score of the synthesized val images: pixel accuracy {scores["pixel_accuracy"]:.4f}, '
               f'mIoU {scores["mIoU"]:.4f} (mean class accuracy {scores["mean_accuracy"]:.4f})')
     logger.info('training finished in %.1f s; checkpoints and web page in %s', time.time() - t_start,
                 ckpt.run_dir(opt))
     return scores
+
+
+class TrainingLoop:
+    """The epochs of a run: the model's phases per batch, logs, pages, evaluation, checkpoints."""
+
+    def __init__(self, opt, trainer, dataloader, visualizer, train_eval, run):
+        self.opt, self.trainer, self.dataloader = opt, trainer, dataloader
+        self.visualizer, self.train_eval, self.run = visualizer, train_eval, run
+        self.total_iters = run.total_iters
+        self.epoch = run.start_epoch - 1
+
+    def run_epoch(self, epoch, stop_after_iter=None):
+        """Train one epoch and save its checkpoints; False when stopped early (stop_after_iter)."""
+        opt, trainer, run = self.opt, self.trainer, self.run
+        self.epoch = epoch
+        n_iters = len(self.dataloader)
+        total_epochs = opt.niter + opt.niter_decay
+        self.dataloader.sampler.set_epoch(epoch)
+        trainer.update_learning_rate(epoch)
+        skip = run.start_epoch_iter if epoch == run.start_epoch else 0
+        epoch_iterator = iter(self.dataloader if skip == 0 else loader_skipping(self.dataloader, skip))
+        if run.restore_rng_after_iterator:
+            ckpt.set_rng_states(run.rng)
+            run.restore_rng_after_iterator = False
+        epoch_iter = skip
+        bar = tqdm(total=n_iters, initial=skip, desc=f'epoch {epoch}/{total_epochs}', unit='it',
+                   disable=not is_main_process(), dynamic_ncols=True, leave=False)
+        t_iter = time.time()
+        for i, data_i in enumerate(epoch_iterator, start=skip):
+            trainer.run_iteration(data_i, i)
+            epoch_iter += 1
+            self.total_iters += 1
+            bar.update(1)
+            t_iter = self._log(epoch, epoch_iter, data_i, t_iter, bar)
+            if self.total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
+                save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, False, self.train_eval)
+                logger.info('saved the latest state (epoch %d, iteration %d)', epoch, self.total_iters)
+            if stop_after_iter is not None and self.total_iters >= stop_after_iter:
+                bar.close()
+                return False
+        bar.close()
+        save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, True, self.train_eval)
+        if is_main_process() and (epoch % opt.save_epoch_freq == 0 or epoch == total_epochs):
+            ckpt.save_network_weights(trainer.model, opt, epoch)
+            self.train_eval.save_weights(epoch)
+        return True
+
+    def _log(self, epoch, epoch_iter, data_i, t_iter, bar):
+        opt, total = self.opt, self.total_iters
+        if total % opt.print_freq == 0:
+            now = time.time()
+            self.visualizer.print_current_errors(epoch, epoch_iter, total, self.trainer.losses, now - t_iter)
+            bar.set_postfix({k: f'{v.item():.3f}' for k, v in self.trainer.get_latest_losses().items()},
+                            refresh=False)
+        t_iter = time.time()
+        if total % opt.display_freq == 0:
+            self.visualizer.display_current_results(self.trainer.model.get_current_visuals(), epoch, total)
+        self.train_eval.maybe_evaluate(epoch, total)
+        return t_iter
 
 
 def cli(argv=None):

@@ -13,9 +13,11 @@ A model (``models/<name>_model.py``, class ``<Name>Model(BaseModel)``) declares:
   (then ``.mean()``) and steps the phase's optimiser.
 - ``loss_names`` (log order) and :meth:`get_current_visuals` ``-> {name: tensor}`` of the last step.
 - :meth:`inference` ``(data, extras=False) -> {name: tensor}``: what a results page shows (inputs,
-  outputs; with ``extras`` also attention maps, masks, weights). There is no other inference path.
+  outputs; with ``extras`` also the visuals named in ``extra_visual_names``: attention maps, masks,
+  weights). There is no other inference path.
 - ``inference_network_names``: the networks ``test.py`` loads; ``ema_network_names``: the networks
-  of which an exponential moving average may be kept (``--ema_decay``); ``evaluation_pair``: the
+  of which an exponential moving average may be kept (``--ema_decay``), updated after the phase
+  named ``ema_after_phase``; ``evaluation_pair``: the
   (real, generated) names in :meth:`inference`'s output that FID compares during training.
 - Optional extra state (image pools, ...) through :meth:`extra_state_dict` /
   :meth:`load_extra_state_dict`, saved in the full-state checkpoint.
@@ -31,6 +33,8 @@ import logging
 
 import torch
 import torch.nn as nn
+
+from util.distributed import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +61,10 @@ class BaseModel(nn.Module):
     network_names = ()
     inference_network_names = ()
     ema_network_names = ()
+    ema_after_phase = None
     loss_names = ()
     evaluation_pair = None
+    extra_visual_names = ()
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
@@ -80,7 +86,7 @@ class BaseModel(nn.Module):
         for name in self.network_names:
             net = getattr(self, 'net' + name, None)
             if net is not None:
-                out[name] = net.module if hasattr(net, 'module') else net
+                out[name] = unwrap(net)
         return out
 
     def set_network(self, name, net):
@@ -113,8 +119,9 @@ class BaseModel(nn.Module):
     def get_current_visuals(self):
         return {}
 
-    def network_inputs(self, data):
-        """Positional arguments of the EMA network's forward for ``data`` (BatchNorm re-estimation)."""
+    def network_inputs(self, name, data):
+        """Positional arguments of network ``name``'s forward for ``data`` (BatchNorm re-estimation
+        of its EMA copy)."""
         raise NotImplementedError
 
     def extra_state_dict(self):

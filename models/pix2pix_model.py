@@ -1,7 +1,10 @@
-"""The SPADE / DAGAN training and inference model: networks, input preprocessing and losses.
+"""SPADE / DAGAN as a model of the framework (models/base_model.py): G (+ D, E) and SPADE's losses.
 
-``model(data, mode)`` with mode 'generator' -> (loss dict, fake), 'discriminator' -> loss dict,
-'encode' -> (z, mu, logvar), 'inference' -> fake. The trainer sums the dicts and steps optimisers.
+Networks ``G`` (``--netG spade|dagan``), ``D`` (training), ``E`` (``--use_vae``). Training phases, in
+the official trainer's order: ``generator`` (G and E step, D frozen; every ``--D_steps_per_G``-th
+iteration) then ``discriminator`` (D step on a freshly generated fake). TTUR (default): Adam with
+betas (0, 0.9), G at lr/2 and D at lr*2; ``--no_TTUR``: lr and (beta1, beta2) for both; SPADE's linear
+decay to zero over ``--niter_decay`` epochs after ``--niter``.
 """
 
 import logging
@@ -10,11 +13,11 @@ import torch
 import torch.nn as nn
 
 from models import networks
+from models.base_model import BaseModel, Phase
 from models.networks.normalization import ONEHOT_LABELS_ATTR
+from util.distributed import unwrap
 
 logger = logging.getLogger(__name__)
-
-MODES = ("generator", "discriminator", "encode", "inference")
 
 
 def instance_edges(instance):
@@ -30,34 +33,54 @@ def instance_edges(instance):
     return edge.float()
 
 
-class Pix2PixModel(nn.Module):
+def spade_learning_rate(opt, epoch):
+    """Base learning rate used during ``epoch`` (1-based) under SPADE's linear decay.
+
+    The reference trainer lowers the rate at the end of every epoch > niter by lr / niter_decay,
+    so epochs 1..niter+1 run at ``lr`` and epoch niter+niter_decay runs at lr / niter_decay. The
+    same repeated subtraction is done here (not a closed form) so the rates are bit-identical to
+    the reference's, and the result depends only on the epoch, which makes resuming trivial.
+    """
+    new_lr = opt.lr
+    if opt.niter_decay > 0:
+        lrd = opt.lr / opt.niter_decay
+        for _ in range(max(0, epoch - 1 - opt.niter)):
+            new_lr -= lrd
+    return max(new_lr, 0.0)
+
+
+class Pix2PixModel(BaseModel):
     """G (+ D, E) and the losses of SPADE, used unchanged by DAGAN.
 
-    Inputs: the data batch dict of the contract ('label' int64 [B,1,H,W], 'instance' int64 [B,1,H,W],
-    'image' float [B,3,H,W] in [-1,1], 'label_path' list[str]). Outputs by mode:
-    generator -> ({'GAN','GAN_Feat','VGG','KLD'} present ones, fake [B,3,H,W]);
-    discriminator -> {'D_Fake','D_real'}; encode -> (z, mu, logvar) [B,z_dim];
-    inference -> fake [B,3,H,W] (no_grad; with --use_vae the style comes from data['image']).
+    Data: the batch dict of the semantic datasets ('label' int64 [B,1,H,W], 'instance' int64
+    [B,1,H,W], 'image' float [B,3,H,W] in [-1,1], 'path' / 'label_path' list[str]).
+    Losses: generator phase {'GAN', 'GAN_Feat', 'VGG', 'KLD'} (those switched on), discriminator
+    phase {'D_Fake', 'D_real'}. Visuals: 'input_label', 'synthesized_image', 'real_image'; with
+    ``extras`` and ``--netG dagan`` also 'sam_attention' [B,1,H,W] and 'cam_weights' [B,C].
     """
 
+    loss_names = ("GAN", "GAN_Feat", "VGG", "KLD", "D_Fake", "D_real")
+    evaluation_pair = ("real_image", "synthesized_image")
+    ema_network_names = ("G",)
+    ema_after_phase = "generator"
+
     @staticmethod
-    def modify_commandline_options(parser, is_train, args=None):
-        """Network flags; ``args`` is the command line being parsed (default sys.argv[1:])."""
-        return networks.modify_commandline_options(parser, is_train, args)
+    def modify_commandline_options(parser, is_train):
+        return networks.modify_commandline_options(parser, is_train)
 
     def __init__(self, opt):
-        super().__init__()
-        self.opt = opt
-        self.device = getattr(opt, "device", None) or torch.device("cpu")
+        super().__init__(opt)
         self.netG = networks.define_G(opt)
         self.netD = networks.define_D(opt) if opt.isTrain else None
         self.netE = networks.define_E(opt) if opt.use_vae else None
-        self.model_names = ["G"] + (["D"] if self.netD is not None else []) + (["E"] if self.netE is not None else [])
+        self.network_names = ("G",) + (("D",) if self.netD is not None else ()) + (
+            ("E",) if self.netE is not None else ())
+        self.inference_network_names = ("G", "E") if opt.use_vae else ("G",)
         if opt.isTrain:
             self.criterionGAN = networks.GANLoss(opt.gan_mode)
             self.criterionFeat = nn.L1Loss()
             if not opt.no_vgg_loss:
-                self.criterionVGG = networks.VGGLoss(getattr(opt, "vgg_weights", None))
+                self.criterionVGG = networks.VGGLoss(opt.vgg_weights)
             if opt.use_vae:
                 self.KLDLoss = networks.KLDLoss()
         self.to(self.device)
@@ -67,7 +90,8 @@ class Pix2PixModel(nn.Module):
         # D takes (label maps, images) and shares the label maps' work between fake and real; False
         # builds the reference's concatenated input instead (same values up to rounding).
         self.d_pair_input = True
-        self.set_memory_format(getattr(opt, "memory_format", "contiguous"))
+        self.set_memory_format(opt.memory_format)
+        self._visuals = {}
 
     def set_memory_format(self, name):
         """'channels_last' (inference only: see options) or 'contiguous': converts the weights and
@@ -80,40 +104,78 @@ class Pix2PixModel(nn.Module):
             self.to(memory_format=self.memory_format)
         return self
 
-    # ------------------------------------------------------------------ entry point
-    def forward(self, data, mode):
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-        input_semantics, real_image = self.preprocess_input(data)
-        if mode == "generator":
-            return self.compute_generator_loss(input_semantics, real_image)
-        if mode == "discriminator":
-            return self.compute_discriminator_loss(input_semantics, real_image)
-        if mode == "encode":
-            return self.encode_z(real_image)
-        with torch.no_grad():
-            fake_image, _ = self.generate_fake(input_semantics, real_image)
-        return fake_image
-
-    def create_optimizers(self, opt):
-        """Adam for G (+E) and D. TTUR (default): G lr/2, D lr*2, betas (0, 0.9);
-        --no_TTUR: lr and (beta1, beta2) for both. optD is None when not training."""
+    # ------------------------------------------------------------------ the contract
+    def create_optimizers(self):
+        """Adam for G (+E) and for D; ``{'G': ..., 'D': ...}`` ('D' only when training)."""
+        opt = self.opt
         G_params = list(self.netG.parameters())
         if self.netE is not None:
             G_params += list(self.netE.parameters())
-        if opt.no_TTUR:
-            beta1, beta2 = opt.beta1, opt.beta2
-            G_lr, D_lr = opt.lr, opt.lr
-        else:
-            beta1, beta2 = 0.0, 0.9
-            G_lr, D_lr = opt.lr / 2, opt.lr * 2
+        lrs = self.learning_rates(1)
+        betas = (opt.beta1, opt.beta2) if opt.no_TTUR else (0.0, 0.9)
         # torch's fused Adam kernel (CPU and CUDA): one pass per tensor instead of one per operation.
         fused = all(p.dtype == torch.float32 for p in G_params) and self.device.type in ("cpu", "cuda")
-        optimizer_G = torch.optim.Adam(G_params, lr=G_lr, betas=(beta1, beta2), fused=fused)
-        optimizer_D = None
+        optimizers = {"G": torch.optim.Adam(G_params, lr=lrs["G"], betas=betas, fused=fused)}
         if self.netD is not None:
-            optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=D_lr, betas=(beta1, beta2), fused=fused)
-        return optimizer_G, optimizer_D
+            optimizers["D"] = torch.optim.Adam(self.netD.parameters(), lr=lrs["D"], betas=betas, fused=fused)
+        return optimizers
+
+    def learning_rates(self, epoch):
+        """{'G': lr, 'D': lr} during ``epoch``: TTUR halves G's and doubles D's rate (--no_TTUR: the same)."""
+        base = spade_learning_rate(self.opt, epoch)
+        if self.opt.no_TTUR:
+            return {"G": base, "D": base}
+        return {"G": base / 2, "D": base * 2}
+
+    def training_phases(self):
+        return [Phase("generator", optimizer="G", frozen=("D",), every=self.opt.D_steps_per_G),
+                Phase("discriminator", optimizer="D")]
+
+    def compute_losses(self, phase, data):
+        input_semantics, real_image = self.preprocess_input(data)
+        if phase == "generator":
+            losses, fake = self.compute_generator_loss(input_semantics, real_image)
+            self._visuals = {"input_label": data["label"], "synthesized_image": fake.detach(),
+                             "real_image": data["image"]}
+            return losses
+        if phase == "discriminator":
+            return self.compute_discriminator_loss(input_semantics, real_image)
+        raise ValueError(f"unknown phase {phase!r}; known: generator, discriminator")
+
+    def get_current_visuals(self):
+        return dict(self._visuals)
+
+    def network_inputs(self, name, data):
+        if name != "G":
+            raise ValueError(f"no inputs defined for net{name}")
+        semantics, _ = self.preprocess_input(data)
+        return (semantics,)
+
+    @property
+    def extra_visual_names(self):
+        """Names :meth:`inference` adds with ``extras=True`` (the DAGAN generator's attention)."""
+        net = unwrap(self.netG)
+        return ("sam_attention", "cam_weights") if hasattr(net, "forward_with_attention") else ()
+
+    @torch.no_grad()
+    def inference(self, data, extras=False):
+        """{'input_label', 'synthesized_image' [B,3,H,W], 'real_image'} (+ attention with ``extras``).
+        With --use_vae the style comes from data['image']."""
+        input_semantics, real_image = self.preprocess_input(data)
+        z = self.encode_z(real_image)[0] if self.opt.use_vae else None
+        out = {"input_label": data["label"]}
+        if extras and self.extra_visual_names:
+            net = unwrap(self.netG)
+            fake, maps = net.forward_with_attention(input_semantics, z)
+            if maps.get("sam") is not None:
+                out["sam_attention"] = maps["sam"]
+            if maps.get("cam") is not None:
+                out["cam_weights"] = maps["cam"]
+        else:
+            fake = self.netG(input_semantics, z=z)
+        out["synthesized_image"] = fake.float()
+        out["real_image"] = data["image"]
+        return out
 
     # ------------------------------------------------------------------ input
     def preprocess_input(self, data):

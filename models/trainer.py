@@ -1,41 +1,21 @@
-"""One training iteration of SPADE/DAGAN: a generator step, then a discriminator step (SPEC §5).
+"""One trainer for every model: runs the phases a model declares (models/base_model.py).
 
-The model returns loss dictionaries; the trainer sums whatever is in them, steps the optimizers
-and keeps the latest values for logging, so adding a loss touches only the model.
+Per iteration each :class:`~models.base_model.Phase` due on it runs in order: zero the phase's
+optimiser, compute the model's loss dict with the phase's frozen networks not requiring grad (and,
+under DDP, without gradient all-reduce), sum the losses (then ``.mean()``, as SPADE's trainer), step.
+The trainer knows no network or loss by name: adding a loss or a phase touches only the model.
 """
 import contextlib
 import logging
 
 import torch
 
-import models
 from util.cpu import native_bf16
 from util.ddp import no_sync
 
 logger = logging.getLogger(__name__)
 
-
-def lr_for_epoch(opt, epoch):
-    """Base learning rate used during ``epoch`` (1-based) under SPADE's linear decay.
-
-    The reference trainer lowers the rate at the end of every epoch > niter by lr / niter_decay,
-    so epochs 1..niter+1 run at ``lr`` and epoch niter+niter_decay runs at lr / niter_decay. The
-    same repeated subtraction is done here (not a closed form) so the rates are bit-identical to
-    the reference's, and the result depends only on the epoch, which makes resuming trivial.
-    """
-    new_lr = opt.lr
-    if opt.niter_decay > 0:
-        lrd = opt.lr / opt.niter_decay
-        for _ in range(max(0, epoch - 1 - opt.niter)):
-            new_lr -= lrd
-    return max(new_lr, 0.0)
-
-
-def g_d_learning_rates(opt, base_lr):
-    """(lr of G, lr of D): TTUR halves G's and doubles D's rate; --no_TTUR uses base_lr for both."""
-    if opt.no_TTUR:
-        return base_lr, base_lr
-    return base_lr / 2, base_lr * 2
+AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 @contextlib.contextmanager
@@ -52,34 +32,30 @@ def frozen(net):
             p.requires_grad_(True)
 
 
-class Pix2PixTrainer:
-    """Holds the Pix2PixModel and its two Adam optimizers and runs the per-iteration steps.
+class Trainer:
+    """Holds a model (models.base_model.BaseModel), its optimisers and AMP state; runs iterations.
 
-    Input ``data`` is a batch dict of the data contract ('label' int64 [B,1,H,W], 'instance'
-    int64 [B,1,H,W], 'image' float [B,3,H,W] in [-1,1], ...). After a G step,
-    ``get_latest_generated()`` is the fake batch [B,3,H,W] in [-1,1] (detached) and
-    ``get_latest_losses()`` maps loss names ('GAN', 'GAN_Feat', 'VGG', 'KLD', 'D_Fake', 'D_real')
-    to detached scalar tensors.
+    ``run_iteration(data, i)`` runs the phases due on iteration ``i`` (0-based within the epoch);
+    ``get_latest_losses()`` maps every loss name logged so far to its latest detached scalar, in
+    phase order; ``update_learning_rate(epoch)`` applies the model's schedule before an epoch.
     """
 
-    def __init__(self, opt, model=None):
+    def __init__(self, opt, model):
         self.opt = opt
-        self.model = model if model is not None else models.create_model(opt)
-        # Under DDP self.model is the wrapper; optimizers and checkpoints use the bare module.
-        self.model_on_one_device = self.model.module if hasattr(self.model, 'module') else self.model
-        self.optimizer_G, self.optimizer_D = self.model_on_one_device.create_optimizers(opt)
-        # False reproduces the reference's work (D's weight gradients computed in the G step and
-        # discarded); the benchmark's 'reference' configuration uses it. Same updates either way.
-        self.freeze_D_in_G_step = True
-        self.g_losses = {}
-        self.d_losses = {}
-        self.generated = None
-        self.current_lr = opt.lr
-        amp = getattr(opt, 'amp', 'none') or 'none'
-        self.amp_dtype = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp)
-        if amp not in ('none', 'bf16', 'fp16'):
-            raise ValueError(f"--amp must be one of none, bf16, fp16; got {amp!r}")
-        device = torch.device(getattr(opt, 'device', 'cpu'))
+        self.model = model
+        self.optimizers = model.create_optimizers()
+        self.phases = list(model.training_phases())
+        for phase in self.phases:
+            if phase.optimizer not in self.optimizers:
+                raise ValueError(f'phase {phase.name!r} steps optimiser {phase.optimizer!r}; the model '
+                                 f'has {", ".join(self.optimizers)}')
+            if phase.every < 1:
+                raise ValueError(f'phase {phase.name!r}: every must be >= 1, got {phase.every}')
+        self.losses = {}
+        self.after_phase_hooks = []  # callables(phase), e.g. the EMA update (util.train_eval)
+        self.current_lrs = {name: [g['lr'] for g in o.param_groups][0] for name, o in self.optimizers.items()}
+        self.amp_dtype = AMP_DTYPES[opt.amp]
+        device = torch.device(opt.device)
         self.device_type = device.type
         if self.amp_dtype is torch.float16 and self.device_type != 'cuda':
             raise ValueError('--amp fp16 needs a CUDA device; use --amp bf16 on CPU')
@@ -88,95 +64,90 @@ class Pix2PixTrainer:
                            'bf16 runs through slow reference kernels, slower than fp32; '
                            'use --amp none here', 'GPU' if self.device_type == 'cuda' else 'CPU')
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
-        use_scaler = self.amp_dtype is torch.float16
-        self.scaler_G = torch.amp.GradScaler('cuda') if use_scaler else None
-        self.scaler_D = torch.amp.GradScaler('cuda') if use_scaler else None
+        self.scalers = ({name: torch.amp.GradScaler('cuda') for name in self.optimizers}
+                        if self.amp_dtype is torch.float16 else {})
 
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.amp_dtype)
 
-    @staticmethod
-    def _total(losses):
-        # Same reduction as the reference trainer: sum of the dict's values, then mean.
-        return sum(losses.values()).mean()
+    def run_iteration(self, data, i):
+        """Run the phases due on iteration ``i``; returns the names of the phases run."""
+        ran = []
+        for phase in self.phases:
+            if i % phase.every == 0:
+                self.run_phase(phase, data)
+                ran.append(phase.name)
+        return ran
 
-    def _step(self, optimizer, scaler, loss):
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-
-    def run_generator_one_step(self, data):
-        self.optimizer_G.zero_grad()
-        # The reference back-propagates the G loss into D's weights too and the D step throws those
-        # gradients away (it zeroes them first). Here D's parameters are frozen during the G step:
-        # the same updates, without computing D's weight gradients (the G loss still flows through
-        # D to the fake image). Under DDP, D also runs under no_sync (a no-op otherwise).
-        netD = getattr(self.model_on_one_device, 'netD', None)
-        with no_sync(netD), frozen(netD if self.freeze_D_in_G_step else None):
+    def run_phase(self, phase, data):
+        optimizer = self.optimizers[phase.optimizer]
+        optimizer.zero_grad()
+        with contextlib.ExitStack() as stack:
+            for name in phase.frozen:
+                net = getattr(self.model, 'net' + name)
+                stack.enter_context(no_sync(net))
+                stack.enter_context(frozen(net))
             with self._autocast():
-                g_losses, generated = self.model(data, mode='generator')
-            g_loss = self._total(g_losses)
-            self._check_finite(g_losses, 'generator')
-            self._step(self.optimizer_G, self.scaler_G, g_loss)
-        self.g_losses = {k: v.detach() for k, v in g_losses.items()}
-        self.generated = generated.detach()
+                losses = self.model.compute_losses(phase.name, data)
+            # Same reduction as the reference trainer: sum of the dict's values, then mean.
+            total = sum(losses.values()).mean()
+            self._check_finite(losses, phase.name)
+            scaler = self.scalers.get(phase.optimizer)
+            if scaler is None:
+                total.backward()
+                optimizer.step()
+            else:
+                scaler.scale(total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+        self.losses[phase.name] = {k: v.detach() for k, v in losses.items()}
+        for hook in self.after_phase_hooks:
+            hook(phase)
 
-    def run_discriminator_one_step(self, data):
-        self.optimizer_D.zero_grad()
-        with self._autocast():
-            d_losses = self.model(data, mode='discriminator')
-        d_loss = self._total(d_losses)
-        self._check_finite(d_losses, 'discriminator')
-        self._step(self.optimizer_D, self.scaler_D, d_loss)
-        self.d_losses = {k: v.detach() for k, v in d_losses.items()}
-
-    def _check_finite(self, losses, which):
+    def _check_finite(self, losses, phase):
         # With fp16 the grad scaler handles inf/nan itself (it skips the step and lowers the scale).
-        if self.scaler_G is not None:
+        if self.scalers:
             return
         bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
         if bad:
             raise FloatingPointError(
-                f'{which} loss {", ".join(bad)} is not finite; training diverged (try a lower --lr)')
+                f'{phase} loss {", ".join(bad)} is not finite; training diverged (try a lower --lr)')
 
     def get_latest_losses(self):
-        """{loss name: detached scalar tensor}, G losses first, then D losses."""
-        return {**self.g_losses, **self.d_losses}
-
-    def get_latest_generated(self):
-        return self.generated
+        """{loss name: detached scalar tensor}, in phase order."""
+        out = {}
+        for phase in self.phases:
+            out.update(self.losses.get(phase.name, {}))
+        return out
 
     def update_learning_rate(self, epoch):
         """Set the learning rates used during ``epoch`` (1-based); call before the epoch starts."""
-        new_lr = lr_for_epoch(self.opt, epoch)
-        if new_lr != self.current_lr:
-            lr_g, lr_d = g_d_learning_rates(self.opt, new_lr)
-            for group in self.optimizer_G.param_groups:
-                group['lr'] = lr_g
-            for group in self.optimizer_D.param_groups:
-                group['lr'] = lr_d
-            logger.info('learning rate for epoch %d: %.7g (G %.7g, D %.7g)', epoch, new_lr, lr_g, lr_d)
-            self.current_lr = new_lr
+        lrs = self.model.learning_rates(epoch)
+        changed = {name: lr for name, lr in lrs.items() if name in self.optimizers and lr != self.current_lrs[name]}
+        for name, lr in changed.items():
+            for group in self.optimizers[name].param_groups:
+                group['lr'] = lr
+            self.current_lrs[name] = lr
+        if changed:
+            logger.info('learning rates for epoch %d: %s', epoch,
+                        ', '.join(f'{name} {lr:.7g}' for name, lr in self.current_lrs.items()))
 
     # -- checkpoint support ------------------------------------------------------------------
-    def optimizer_state_dicts(self):
-        out = {'G': self.optimizer_G.state_dict(), 'D': self.optimizer_D.state_dict(),
-               'current_lr': float(self.current_lr)}
-        if self.scaler_G is not None:
-            out['scaler_G'] = self.scaler_G.state_dict()
-            out['scaler_D'] = self.scaler_D.state_dict()
-        return out
+    def state_dict(self):
+        return {'optimizers': {name: o.state_dict() for name, o in self.optimizers.items()},
+                'scalers': {name: s.state_dict() for name, s in self.scalers.items()},
+                'learning_rates': {name: float(lr) for name, lr in self.current_lrs.items()}}
 
-    def load_optimizer_state_dicts(self, states, device=None):
-        self.optimizer_G.load_state_dict(states['G'])
-        self.optimizer_D.load_state_dict(states['D'])
-        self.current_lr = states.get('current_lr', self.current_lr)
-        if self.scaler_G is not None and 'scaler_G' in states:
-            self.scaler_G.load_state_dict(states['scaler_G'])
-            self.scaler_D.load_state_dict(states['scaler_D'])
+    def load_state_dict(self, state, source='checkpoint'):
+        saved = state['optimizers']
+        if set(saved) != set(self.optimizers):
+            raise RuntimeError(f'{source} holds the optimisers {sorted(saved)}, the model has '
+                               f'{sorted(self.optimizers)}')
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(saved[name])
+        for name, scaler in self.scalers.items():
+            if name in state.get('scalers', {}):
+                scaler.load_state_dict(state['scalers'][name])
+        self.current_lrs.update(state.get('learning_rates', {}))

@@ -42,6 +42,7 @@ uses a randomly initialised VGG19 (same cost; said so in the output). Nothing is
 """
 import argparse
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ if ROOT not in sys.path:
 import models  # noqa: E402
 from models.networks.loss import VGGLoss, vgg19_weights_path  # noqa: E402
 from models.networks.normalization import set_spade_impl  # noqa: E402
-from models.trainer import Pix2PixTrainer  # noqa: E402
+from models.trainer import Trainer  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 from util.cpu import apply_cpu_settings, native_bf16  # noqa: E402
 
@@ -146,6 +147,13 @@ def measure_conv_peak(device, dtype, repeats=5):
 
 # ------------------------------------------------------------------------------------------------
 # model and data
+
+def set_frozen_d(trainer, freeze):
+    """D frozen in the G step (the model's phases, the default) or not (the reference's work: D's
+    weight gradients computed in the G step and thrown away; same updates)."""
+    trainer.phases = [dataclasses.replace(p, frozen=p.frozen if freeze else ())
+                      for p in trainer.model.training_phases()]
+
 
 def build(flags, impl, device_flag, random_vgg):
     opt = TrainOptions().parse(["--name", "benchmark", "--checkpoints_dir", tempfile.gettempdir(),
@@ -335,8 +343,9 @@ class Prepared:
             self.flags += ["--crop_size", str(crop), "--load_size", str(crop)]
         self.opt, self.model = build(self.flags, spec["impl"], device_flag, random_vgg)
         self.device = self.opt.device
-        self.trainer = Pix2PixTrainer(self.opt, self.model)
-        self.trainer.freeze_D_in_G_step = spec.get("freeze_d", True)
+        self.trainer = Trainer(self.opt, self.model)
+        self.freeze_d = spec.get("freeze_d", True)
+        set_frozen_d(self.trainer, self.freeze_d)
         self.model.d_pair_input = spec.get("d_pair_input", True)
         self.data = make_batch(self.opt)
         amp = self.opt.amp == "bf16"
@@ -350,13 +359,12 @@ class Prepared:
 
     def train_step(self):
         self.model.train()
-        self.trainer.run_generator_one_step(self.data)
-        self.trainer.run_discriminator_one_step(self.data)
+        self.trainer.run_iteration(self.data, 0)
 
     def infer_step(self):
         self.model.eval()
         with self._autocast():
-            self.model(self.data, mode="inference")
+            self.model.inference(self.data)
 
     def count(self, step):
         """(executed FLOPs, model FLOPs) of one call of ``step``: the path that runs, and the same
@@ -365,13 +373,15 @@ class Prepared:
         self.phase(step.__name__)
         executed = count_flops(step)
         set_spade_impl(self.model, "ref")
-        freeze, pair = self.trainer.freeze_D_in_G_step, self.model.d_pair_input
-        self.trainer.freeze_D_in_G_step, self.model.d_pair_input = False, False
+        pair = self.model.d_pair_input
+        set_frozen_d(self.trainer, False)
+        self.model.d_pair_input = False
         try:
             model = count_flops(step)
         finally:
             set_spade_impl(self.model, self.spec["impl"])
-            self.trainer.freeze_D_in_G_step, self.model.d_pair_input = freeze, pair
+            set_frozen_d(self.trainer, self.freeze_d)
+            self.model.d_pair_input = pair
         return executed, model
 
 
@@ -409,7 +419,7 @@ def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flo
         p.train_step()
         results[name] = {"config": name, "flags": p.flags, "crop_size": p.opt.crop_size, "batch": p.opt.batchSize,
                          "amp": p.opt.amp, "infer_memory_format": p.spec.get("infer_format", "channels_last"), "spade_impl": p.spec["impl"],
-                         "cpu_malloc": p.opt.cpu_malloc, "freeze_D_in_G_step": p.trainer.freeze_D_in_G_step,
+                         "cpu_malloc": p.opt.cpu_malloc, "freeze_D_in_G_step": p.freeze_d,
                          "d_pair_input": p.model.d_pair_input,
                          "train_peak_memory_mb": peak_memory_mb(p.device) if first else None}
         prepared.append(p)

@@ -46,3 +46,21 @@ def random_inception(tmp_torch_home):
     path = tmp_torch_home / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE
     torch.save(net.state_dict(), path)
     return path
+
+
+def build_options(is_train=True, **values):
+    """Options built by the real parser from keyword values: ``flag=True`` gives ``--flag``, a
+    False flag is left out, anything else ``--name value``. CPU; the VGG loss off unless asked for."""
+    from options.test_options import TestOptions
+    from options.train_options import TrainOptions
+
+    values = {"gpu_ids": "-1", **values}
+    if is_train:
+        values = {"no_vgg_loss": True, **values}
+    args = []
+    for name, value in values.items():
+        if value is True:
+            args.append(f"--{name}")
+        elif value is not False and value is not None:
+            args += [f"--{name}", str(value)]
+    return (TrainOptions() if is_train else TestOptions()).parse(args)

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from models.networks.normalization import FP32SpectralNorm, spectral_norm
 from models.pix2pix_model import Pix2PixModel
-from models.trainer import Pix2PixTrainer
+from models.trainer import Trainer
 from test_model import make_opt as model_opt
 
 
@@ -59,8 +59,9 @@ def first_step_losses(amp):
     data = make_batch(opt)
     context = torch.autocast("cpu", dtype=torch.bfloat16) if amp else torch.autocast("cpu", enabled=False)
     with context:
-        g_losses, fake = model(data, mode="generator")
-        d_losses = model(data, mode="discriminator")
+        g_losses = model.compute_losses("generator", data)
+        fake = model.get_current_visuals()["synthesized_image"]
+        d_losses = model.compute_losses("discriminator", data)
     return {**g_losses, **d_losses}, fake
 
 
@@ -80,11 +81,10 @@ def test_bf16_first_step_losses_finite_and_close_to_fp32():
 def test_bf16_training_step_keeps_fp32_parameters():
     opt = make_opt(amp="bf16")
     torch.manual_seed(0)
-    trainer = Pix2PixTrainer(opt, Pix2PixModel(opt))
+    trainer = Trainer(opt, Pix2PixModel(opt))
     before = {k: v.clone() for k, v in trainer.model.netG.state_dict().items()}
     data = make_batch(opt)
-    trainer.run_generator_one_step(data)
-    trainer.run_discriminator_one_step(data)
+    assert trainer.run_iteration(data, 0) == ["generator", "discriminator"]
     after = trainer.model.netG.state_dict()
     assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -94,7 +94,7 @@ def test_bf16_training_step_keeps_fp32_parameters():
 def test_fp16_on_cpu_is_a_clear_error():
     opt = make_opt(amp="fp16")
     with pytest.raises(ValueError, match="fp16.*CUDA"):
-        Pix2PixTrainer(opt, Pix2PixModel(opt))
+        Trainer(opt, Pix2PixModel(opt))
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -106,7 +106,7 @@ def test_bf16_without_fast_kernels_warns(monkeypatch, caplog, fast):
     monkeypatch.setattr(trainer_module, "native_bf16", lambda device: fast)
     opt = make_opt(amp="bf16")
     with caplog.at_level("WARNING", logger="models.trainer"):
-        Pix2PixTrainer(opt, Pix2PixModel(opt))
+        Trainer(opt, Pix2PixModel(opt))
     warned = [r for r in caplog.records if "no fast bf16 kernels" in r.getMessage()]
     assert len(warned) == (0 if fast else 1)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.base_model import BaseModel
 from util import checkpoint as ckpt
 
 
@@ -67,12 +68,16 @@ def test_strict_weight_loading_names_file_and_keys():
     assert torch.equal(net[0].bias, wrapped['module.0.bias'])
 
 
-class _Model(torch.nn.Module):
+class _Model(BaseModel):
+    """Two generators and a discriminator, named as an unpaired model names them."""
+
+    network_names = ('G_A', 'G_B', 'D_A')
+
     def __init__(self):
-        super().__init__()
-        self.netG = torch.nn.Linear(2, 2)
-        self.netD = torch.nn.Linear(2, 1)
-        self.netE = None
+        super().__init__(argparse.Namespace(device=torch.device('cpu')))
+        self.netG_A = torch.nn.Linear(2, 2)
+        self.netG_B = None  # declared, not built (e.g. a test-time model)
+        self.netD_A = torch.nn.Linear(2, 1)
 
 
 def test_weight_files_use_the_official_names_and_plain_state_dicts(tmp_path):
@@ -80,15 +85,15 @@ def test_weight_files_use_the_official_names_and_plain_state_dicts(tmp_path):
     model = _Model()
     ckpt.save_network_weights(model, opt, 'latest')
     ckpt.save_network_weights(model, opt, 7)
-    assert sorted(os.listdir(tmp_path / 'run')) == ['7_net_D.pth', '7_net_G.pth', 'latest_net_D.pth',
-                                                      'latest_net_G.pth']
-    sd = torch.load(tmp_path / 'run' / '7_net_G.pth', weights_only=True)
-    assert set(sd) == {'weight', 'bias'} and torch.equal(sd['weight'], model.netG.weight)
+    assert sorted(os.listdir(tmp_path / 'run')) == ['7_net_D_A.pth', '7_net_G_A.pth', 'latest_net_D_A.pth',
+                                                      'latest_net_G_A.pth']
+    sd = torch.load(tmp_path / 'run' / '7_net_G_A.pth', weights_only=True)
+    assert set(sd) == {'weight', 'bias'} and torch.equal(sd['weight'], model.netG_A.weight)
 
     fresh = _Model()
-    loaded = ckpt.load_network_weights(fresh, opt, '7', names=('G', 'D', 'E'))
-    assert loaded == {'G': os.path.join(str(tmp_path), 'run', '7_net_G.pth'),
-                      'D': os.path.join(str(tmp_path), 'run', '7_net_D.pth')}
-    assert torch.equal(fresh.netD.weight, model.netD.weight)
-    with pytest.raises(FileNotFoundError, match=r'3_net_G\.pth.*3_state\.pth'):
-        ckpt.load_network_weights(fresh, opt, '3')
+    loaded = ckpt.load_network_weights(fresh, opt, '7', names=('G_A', 'G_B', 'D_A'), required=('G_A',))
+    assert loaded == {'G_A': os.path.join(str(tmp_path), 'run', '7_net_G_A.pth'),
+                      'D_A': os.path.join(str(tmp_path), 'run', '7_net_D_A.pth')}
+    assert torch.equal(fresh.netD_A.weight, model.netD_A.weight)
+    with pytest.raises(FileNotFoundError, match=r'3_net_G_A\.pth.*3_state\.pth'):
+        ckpt.load_network_weights(fresh, opt, '3', names=('G_A',), required=('G_A',))

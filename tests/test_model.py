@@ -1,29 +1,22 @@
 """Tests of models/pix2pix_model.py: input preprocessing, loss modes, optimisers."""
 
-import argparse
-
 import pytest
 import torch
 import torch.nn as nn
 
+from conftest import build_options
 from models.pix2pix_model import Pix2PixModel, instance_edges
 
 
 def make_opt(**overrides):
-    values = dict(
-        netG="dagan", ngf=8, init_type="xavier", init_variance=0.02, z_dim=16, use_vae=False,
-        norm_G="spectralspadesyncbatch3x3", norm_D="spectralinstance", norm_E="spectralinstance",
-        num_upsampling_layers="normal", crop_size=32, aspect_ratio=1.0, label_nc=4,
-        contain_dontcare_label=True, no_instance=False, output_nc=3, netD="multiscale", ndf=8, num_D=2,
-        n_layers_D=4, no_sam=False, no_cam=False, cam_mode="II", cam_scales=1, isTrain=True,
-        gan_mode="hinge", no_ganFeat_loss=False, no_vgg_loss=True, vgg_weights=None, lambda_feat=10.0,
-        lambda_vgg=10.0, lambda_kld=0.05, lr=2e-4, beta1=0.5, beta2=0.999, no_TTUR=False,
-        device=torch.device("cpu"),
-    )
+    """A tiny DAGAN configuration (4 classes + dontcare + instance edges, 32x32), through the parser."""
+    is_train = overrides.pop("isTrain", True)
+    values = dict(netG="dagan", ngf=8, z_dim=16, crop_size=32, load_size=32, aspect_ratio=1.0, label_nc=4,
+                  contain_dontcare_label=True)
+    if is_train:
+        values.update(ndf=8, num_D=2, n_layers_D=4, lr=2e-4)
     values.update(overrides)
-    values["semantic_nc"] = (values["label_nc"] + (1 if values["contain_dontcare_label"] else 0)
-                             + (0 if values["no_instance"] else 1))
-    return argparse.Namespace(**values)
+    return build_options(is_train, **values)
 
 
 def make_batch(opt, batch=2, seed=0):
@@ -86,7 +79,7 @@ def test_label_out_of_range_is_clear_error(model):
 
 def test_generator_mode_losses_and_gradients(model):
     model.zero_grad(set_to_none=True)
-    losses, fake = model(make_batch(model.opt), mode="generator")
+    losses, fake = model.compute_generator_loss(*model.preprocess_input(make_batch(model.opt)))
     assert set(losses) == {"GAN", "GAN_Feat"}
     assert fake.shape == (2, 3, 32, 32) and fake.requires_grad
     sum(losses.values()).backward()
@@ -96,7 +89,7 @@ def test_generator_mode_losses_and_gradients(model):
 
 def test_discriminator_mode_does_not_touch_generator(model):
     model.zero_grad(set_to_none=True)
-    losses = model(make_batch(model.opt), mode="discriminator")
+    losses = model.compute_losses("discriminator", make_batch(model.opt))
     assert set(losses) == {"D_Fake", "D_real"}
     sum(losses.values()).backward()
     assert all(p.grad is None for p in model.netG.parameters())
@@ -115,7 +108,7 @@ def test_fake_and_real_go_through_D_in_one_pass(model, monkeypatch):
         return original(x)
 
     monkeypatch.setattr(model.netD, "forward", counting)
-    model(make_batch(model.opt), mode="discriminator")
+    model.compute_losses("discriminator", make_batch(model.opt))
     assert calls == [(2, 4)]
 
 
@@ -150,8 +143,8 @@ def test_feature_matching_value():
     torch.manual_seed(1)
     m = Pix2PixModel(make_opt(no_instance=True)).eval()  # eval: spectral norm without power iteration
     data = make_batch(m.opt)
-    losses, fake = m(data, mode="generator")
     semantics, real = m.preprocess_input(data)
+    losses, fake = m.compute_generator_loss(semantics, real)
     with torch.no_grad():
         out_fake = m.netD(torch.cat([semantics, fake], 1))
         out_real = m.netD(torch.cat([semantics, real], 1))
@@ -164,38 +157,51 @@ def test_feature_matching_value():
     assert torch.allclose(losses["GAN"].detach(), gan, rtol=1e-4, atol=1e-6)
 
 
-def test_inference_mode(model):
-    fake = model(make_batch(model.opt), mode="inference")
+def test_inference_returns_the_visuals():
+    torch.manual_seed(0)
+    model = Pix2PixModel(make_opt()).eval()  # eval: the same weights and statistics for both calls
+    data = make_batch(model.opt)
+    out = model.inference(data)
+    assert list(out) == ["input_label", "synthesized_image", "real_image"]
+    fake = out["synthesized_image"]
     assert fake.shape == (2, 3, 32, 32) and not fake.requires_grad
     assert float(fake.abs().max()) <= 1.0
+    assert out["input_label"] is data["label"] and out["real_image"] is data["image"]
+    extras = model.inference(data, extras=True)
+    assert extras["sam_attention"].shape == (2, 1, 32, 32) and extras["cam_weights"].dim() == 2
+    # the same generator, the same image, with or without the attention maps
+    assert torch.allclose(extras["synthesized_image"], fake, atol=1e-6)
 
 
 def test_vae_modes():
     torch.manual_seed(2)
     m = Pix2PixModel(make_opt(use_vae=True))
     data = make_batch(m.opt)
-    z, mu, logvar = m(data, mode="encode")
+    z, mu, logvar = m.encode_z(m.preprocess_input(data)[1])
     assert z.shape == mu.shape == logvar.shape == (2, 16)
-    losses, _ = m(data, mode="generator")
+    losses = m.compute_losses("generator", data)
     expected_kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * 0.05
     assert set(losses) == {"GAN", "GAN_Feat", "KLD"}
     assert torch.allclose(losses["KLD"], expected_kld, rtol=1e-4)
-    optG, _ = m.create_optimizers(m.opt)
+    optG = m.create_optimizers()["G"]
     assert len(optG.param_groups[0]["params"]) == len(list(m.netG.parameters())) + len(list(m.netE.parameters()))
 
 
 def test_encode_without_vae_is_clear_error(model):
     with pytest.raises(ValueError, match="--use_vae"):
-        model(make_batch(model.opt), mode="encode")
-    with pytest.raises(ValueError, match="generator, discriminator, encode, inference"):
-        model(make_batch(model.opt), mode="train")
+        model.encode_z(make_batch(model.opt)["image"])
+    with pytest.raises(ValueError, match="known: generator, discriminator"):
+        model.compute_losses("train", make_batch(model.opt))
 
 
 def test_optimizers_ttur(model):
-    optG, optD = model.create_optimizers(make_opt())
+    opts = model.create_optimizers()
+    optG, optD = opts["G"], opts["D"]
     assert optG.param_groups[0]["lr"] == pytest.approx(1e-4) and optD.param_groups[0]["lr"] == pytest.approx(4e-4)
     assert optG.param_groups[0]["betas"] == (0.0, 0.9) == optD.param_groups[0]["betas"]
-    optG, optD = model.create_optimizers(make_opt(no_TTUR=True))
+    model.opt = make_opt(no_TTUR=True)
+    opts = model.create_optimizers()
+    optG, optD = opts["G"], opts["D"]
     assert optG.param_groups[0]["lr"] == optD.param_groups[0]["lr"] == pytest.approx(2e-4)
     assert optG.param_groups[0]["betas"] == (0.5, 0.999)
 
@@ -208,7 +214,7 @@ def test_missing_vgg_weights_names_file(tmp_torch_home):
 def test_gan_mode_option_reaches_loss():
     m = Pix2PixModel(make_opt(gan_mode="ls", ngf=4, ndf=4))
     assert isinstance(m.criterionGAN, nn.Module) and m.criterionGAN.gan_mode == "ls"
-    losses = m(make_batch(m.opt), mode="discriminator")
+    losses = m.compute_losses("discriminator", make_batch(m.opt))
     # LSGAN at init (D outputs near 0): real term near 1, fake term near 0.
     assert 0.5 < losses["D_real"].item() < 1.5 and losses["D_Fake"].item() < 0.5
 
@@ -226,8 +232,8 @@ def test_pair_input_and_reference_input_give_the_same_losses_and_gradients():
         m = copy.deepcopy(base)
         m.d_pair_input = pair
         torch.manual_seed(0)
-        g_losses, _ = m(data, mode="generator")
-        d_losses = m(data, mode="discriminator")
+        g_losses = m.compute_losses("generator", data)
+        d_losses = m.compute_losses("discriminator", data)
         (sum(g_losses.values()) + sum(d_losses.values())).backward()
         grads = {n: p.grad.clone() for net in (m.netG, m.netD) for n, p in net.named_parameters()
                  if p.grad is not None}

@@ -292,9 +292,9 @@ def _model_pair(overrides, batch):
 
     models_ = {}
     for fmt in ("contiguous", "channels_last"):
-        opt = make_opt(memory_format=fmt, **overrides)
+        opt = make_opt(**overrides)  # training options refuse channels_last: the model is converted
         torch.manual_seed(0)
-        models_[fmt] = Pix2PixModel(opt)
+        models_[fmt] = Pix2PixModel(opt).set_memory_format(fmt)
     return models_, make_batch(opt, batch=batch)
 
 
@@ -314,7 +314,7 @@ def test_channels_last_inference_matches_contiguous(batch, overrides):
     fakes = {}
     for fmt, model in models_.items():
         model.eval()
-        fakes[fmt] = model(data, mode="inference")
+        fakes[fmt] = model.inference(data)["synthesized_image"]
     cl = models_["channels_last"]
     assert any(p.dim() == 4 and not p.is_contiguous() for p in cl.parameters())
     assert fakes["channels_last"].is_contiguous(memory_format=torch.channels_last)
@@ -332,7 +332,7 @@ def test_channels_last_training_gradients_match_contiguous():
     models_, data = _model_pair({"crop_size": 64, "norm_G": "spectralspadeinstance3x3"}, 1)
     grads = {}
     for fmt, model in models_.items():
-        g_losses, _ = model(data, mode="generator")
+        g_losses = model.compute_losses("generator", data)
         sum(g_losses.values()).backward()
         grads[fmt] = {n: p.grad.clone() for n, p in model.netG.named_parameters() if p.grad is not None}
     scale = max(float(g.abs().max()) for g in grads["contiguous"].values())
@@ -354,26 +354,34 @@ def test_training_refuses_channels_last_and_test_defaults_to_it():
 def test_frozen_discriminator_in_g_step_gives_the_same_updates():
     """D frozen in the G step (default) = the reference's D gradients computed and thrown away."""
     from test_amp import make_batch, make_opt
+    import dataclasses
+
     from models.pix2pix_model import Pix2PixModel
-    from models.trainer import Pix2PixTrainer
+    from models.trainer import Trainer
+
+    class UnfrozenModel(Pix2PixModel):
+        """The reference's work: D's weight gradients computed in the G step (and thrown away)."""
+
+        def training_phases(self):
+            return [dataclasses.replace(p, frozen=()) for p in super().training_phases()]
 
     states = {}
     for freeze in (True, False):
         opt = make_opt()
         torch.manual_seed(0)
-        trainer = Pix2PixTrainer(opt, Pix2PixModel(opt))
-        trainer.freeze_D_in_G_step = freeze
+        trainer = Trainer(opt, (Pix2PixModel if freeze else UnfrozenModel)(opt))
+        g_phase, d_phase = trainer.phases
         for i in range(2):
             data = make_batch(opt, seed=i)
             d_params = list(trainer.model.netD.parameters())
             before = [None if p.grad is None else p.grad.clone() for p in d_params]
-            trainer.run_generator_one_step(data)
+            trainer.run_phase(g_phase, data)
             assert all(p.requires_grad for p in d_params)  # restored after the step
             unchanged = all((b is None and p.grad is None) or (b is not None and p.grad is not None
                                                                and torch.equal(b, p.grad))
                             for b, p in zip(before, d_params))
             assert unchanged == freeze  # the reference computes (and later discards) D's gradients
-            trainer.run_discriminator_one_step(data)
+            trainer.run_phase(d_phase, data)
         states[freeze] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     for key, value in states[True].items():
         assert torch.allclose(value, states[False][key], rtol=1e-5, atol=1e-6), key

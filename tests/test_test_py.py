@@ -105,7 +105,7 @@ def test_output_layout_names_and_loaded_weights(tmp_path, synthetic_root):
     # The synthesized images are those of the saved (perturbed) generator, not of a fresh init.
     batch = next(iter(loader))
     with torch.no_grad():
-        fake = model(batch, mode="inference")[0]
+        fake = model.inference(batch)["synthesized_image"][0]
     expected = ((fake.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
     saved = np.asarray(Image.open(web_dir / "images" / "synthesized_image" / (stems[0] + ".png")), dtype=np.float64)
     assert np.abs(saved - expected).max() <= 1.0
@@ -194,10 +194,10 @@ def test_save_attention(tmp_path, synthetic_root):
     assert sam.shape == tuple(maps["sam"].shape[-2:])
     assert np.abs(sam - maps["sam"][0, 0].numpy() * 255).max() <= 1.0
     with open(os.path.join(web_dir, "images", "cam_weights", stems[0] + ".json")) as f:
-        cam = json.load(f)["cam_channel_weights"]
+        cam = json.load(f)["cam_weights"]
     assert len(cam) == 8 and np.allclose(cam, maps["cam"][0].numpy(), atol=1e-6)
     for s in stems:
-        for rel in (("sam_heatmap", s + ".png"), ("cam_weights", s + ".png")):
+        for rel in (("sam_attention_heatmap", s + ".png"), ("cam_weights", s + ".png")):
             assert os.path.isfile(os.path.join(web_dir, "images", *rel))
     refs = page_refs(result["index"])
     targets = {os.path.normpath(url_to_path(r, web_dir)) for r in refs}
@@ -217,7 +217,7 @@ def test_save_attention_branch_disabled_and_spade(tmp_path, synthetic_root):
     args = base_args(tmp_path, synthetic_root, name="spade", extra=["--how_many", "1", "--save_attention",
                                                                       "--netG", "spade"])
     save_perturbed_generator(args, str(tmp_path / "checkpoints" / "spade" / "latest_net_G.pth"))
-    with pytest.raises(ValueError, match="--save_attention needs a generator with attention"):
+    with pytest.raises(ValueError, match="--save_attention needs a model with attention"):
         test_py.main(args)
 
 
@@ -305,7 +305,7 @@ def test_evaluate_segmentation_matches_layout_score(tmp_path, synthetic_root):
     label_paths = []
     for batch in loader:
         label_paths += batch["label_path"]
-    seg = evaluation.run(result["web_dir"], label_paths[:3])["segmentation"]
+    seg = evaluation.run(result["web_dir"], label_paths[:3], ("real_image", "synthesized_image"))["segmentation"]
     assert seg["num_images"] == 3
     assert abs(seg["pixel_accuracy"] - result["metrics"]["layout"]["pixel_accuracy"]) < 0.02
 

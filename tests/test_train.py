@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 import models
 import train
-from models.trainer import Pix2PixTrainer, lr_for_epoch
+from models.pix2pix_model import spade_learning_rate
+from models.trainer import Trainer
 from options.train_options import TrainOptions
 from util.html import url_to_path
 
@@ -103,16 +104,16 @@ def test_finetune_from_official_weight_files(synth_root, tmp_path, monkeypatch, 
         torch.save(files[net], run_dir / f'latest_net_{net}.pth')
 
     seen = {}
-    original = Pix2PixTrainer.run_generator_one_step
+    original = Trainer.run_phase
 
-    def spy(self, data):
+    def spy(self, phase, data):
         if not seen:
             seen['G'] = {k: v.clone() for k, v in self.model.netG.state_dict().items()}
             seen['D'] = {k: v.clone() for k, v in self.model.netD.state_dict().items()}
-            seen['optimizer_state'] = len(self.optimizer_G.state) + len(self.optimizer_D.state)
-        return original(self, data)
+            seen['optimizer_state'] = sum(len(o.state) for o in self.optimizers.values())
+        return original(self, phase, data)
 
-    monkeypatch.setattr(Pix2PixTrainer, 'run_generator_one_step', spy)
+    monkeypatch.setattr(Trainer, 'run_phase', spy)
     caplog.set_level(logging.INFO)
     train.main(args + ['--continue_train'])
 
@@ -141,7 +142,7 @@ def test_finetune_from_numbered_epoch_files(synth_root, tmp_path, caplog):
 
 
 def test_continue_train_without_checkpoint_fails_clearly(synth_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r'latest_state\.pth.*latest_net_G\.pth'):
+    with pytest.raises(FileNotFoundError, match=r'latest_state\.pth.*latest_net_<name>\.pth'):
         train.main(tiny_args(synth_root, tmp_path, 'none', '--niter', '1', '--continue_train'))
 
 
@@ -207,22 +208,20 @@ def _instance_edges(instance):
 def test_first_iteration_losses_follow_the_spec_formulas(synth_root, tmp_path, monkeypatch):
     args = tiny_args(synth_root, tmp_path, 'formula', '--niter', '1', '--serial_batches', '--no_flip')
     snaps = {}
-    g_step, d_step = Pix2PixTrainer.run_generator_one_step, Pix2PixTrainer.run_discriminator_one_step
+    run_phase = Trainer.run_phase
 
     def snapshot(self):
         return {n: {k: v.clone() for k, v in getattr(self.model, 'net' + n).state_dict().items()}
                 for n in ('G', 'D')}
 
-    def spy_g(self, data):
-        snaps.setdefault('g', (snapshot(self), data))
-        return g_step(self, data)
+    def spy(self, phase, data):
+        if phase.name == 'generator':
+            snaps.setdefault('g', (snapshot(self), data))
+        else:
+            snaps.setdefault('d', snapshot(self))
+        return run_phase(self, phase, data)
 
-    def spy_d(self, data):
-        snaps.setdefault('d', snapshot(self))
-        return d_step(self, data)
-
-    monkeypatch.setattr(Pix2PixTrainer, 'run_generator_one_step', spy_g)
-    monkeypatch.setattr(Pix2PixTrainer, 'run_discriminator_one_step', spy_d)
+    monkeypatch.setattr(Trainer, 'run_phase', spy)
     train.main(args)
     logged = loss_records(tmp_path / 'formula' / 'loss_log.jsonl')[0]
 
@@ -309,14 +308,14 @@ def test_dry_run_prints_options_and_network_sizes(synth_root, tmp_path, capsys):
 def test_learning_rate_schedule_and_ttur_ratio(synth_root, tmp_path):
     opt = TrainOptions().parse(tiny_args(synth_root, tmp_path, 'lr', '--niter', '2', '--niter_decay', '4',
                                          '--lr', '0.001'))
-    assert [lr_for_epoch(opt, e) for e in (1, 2, 3)] == [0.001] * 3
+    assert [spade_learning_rate(opt, e) for e in (1, 2, 3)] == [0.001] * 3
     expected = 0.001
     for e in (4, 5, 6):
         expected -= 0.001 / 4
-        assert lr_for_epoch(opt, e) == expected
-    trainer = Pix2PixTrainer(opt)
-    assert trainer.optimizer_G.param_groups[0]['betas'] == (0.0, 0.9)
+        assert spade_learning_rate(opt, e) == expected
+    trainer = Trainer(opt, models.create_model(opt))
+    assert trainer.optimizers['G'].param_groups[0]['betas'] == (0.0, 0.9)
     trainer.update_learning_rate(5)
-    lr_g = trainer.optimizer_G.param_groups[0]['lr']
-    lr_d = trainer.optimizer_D.param_groups[0]['lr']
+    lr_g = trainer.optimizers['G'].param_groups[0]['lr']
+    lr_d = trainer.optimizers['D'].param_groups[0]['lr']
     assert lr_g == pytest.approx(0.0005 / 2) and lr_d == pytest.approx(0.0005 * 2)

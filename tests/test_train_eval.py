@@ -1,5 +1,6 @@
 """train.py --eval_freq / --ema_decay (util/train_eval.py): eval records and page, the best
 checkpoint, FID during training against util.metrics, EMA files and exact resume with EMA."""
+import argparse
 import json
 import re
 
@@ -13,7 +14,7 @@ from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from test_train import assert_same_state, load_sd, read_jsonl, tiny_args
 from util.metrics.fid import (INCEPTION_WEIGHTS_FILE, activations_from_tensors, fid_from_activations, load_fid_inception)
-from util.train_eval import TrainEval, generator_swapped
+from util.train_eval import TrainEval
 
 
 def eval_records(run_dir, what=None):
@@ -85,7 +86,7 @@ def test_fid_during_training_with_ema_equals_util_metrics(synth_root, tmp_path, 
     fakes, reals = [], []
     with torch.no_grad():
         for batch in data.create_dataloader(val_options(opt)):
-            fakes.append(model(batch, mode='inference'))
+            fakes.append(model.inference(batch)['synthesized_image'])
             reals.append(batch['image'])
     inception = load_fid_inception(dims=192)
     expected = fid_from_activations(activations_from_tensors(torch.cat(reals), inception),
@@ -99,7 +100,7 @@ def test_ema_resume_is_exact_and_evaluation_does_not_change_training(synth_root,
     train.main(tiny_args(synth_root, tmp_path, 'full', *common))
     train.main(tiny_args(synth_root, tmp_path, 'split', *common), stop_after_epoch=1)
     state = torch.load(tmp_path / 'split' / 'latest_state.pth', weights_only=True)
-    assert state['extra']['train_eval']['ema']['num_updates'] == 2
+    assert state['extra']['train_eval']['ema']['G']['num_updates'] == 2
     train.main(tiny_args(synth_root, tmp_path, 'split', *common, '--continue_train'))
     for f in ('latest_net_G.pth', 'latest_net_G_ema.pth', 'best_net_G.pth', 'best_net_G_ema.pth'):
         assert_same_state(load_sd(tmp_path / 'full' / f), load_sd(tmp_path / 'split' / f))
@@ -118,18 +119,21 @@ def test_ema_resume_is_exact_and_evaluation_does_not_change_training(synth_root,
                                 '--gpu_ids', '-1', '--ngf', '8', '--crop_size', '32', '--load_size', '32',
                                 '--use_ema'])
     model = models.create_model(topt)
-    loaded = test_py.load_generator(model, topt)
+    loaded = test_py.load_networks(model, topt)
     assert loaded['G'].endswith('latest_net_G_ema.pth')
     assert_same_state({k: v.cpu() for k, v in model.netG.state_dict().items()},
                       load_sd(tmp_path / 'full' / 'latest_net_G_ema.pth'))
 
 
-def test_generator_swapped_restores_netG():
-    model = torch.nn.Module()
+def test_network_swapped_restores_the_network():
+    from models.base_model import BaseModel
+
+    model = BaseModel(argparse.Namespace(device=torch.device('cpu')))
+    model.network_names = ('G',)
     model.netG = torch.nn.Linear(1, 1)
     original, other = model.netG, torch.nn.Linear(1, 1)
     with pytest.raises(RuntimeError):
-        with generator_swapped(model, other):
-            assert model.netG is other
+        with model.network_swapped('G', other):
+            assert model.netG is other and model.networks() == {'G': other}
             raise RuntimeError('boom')
     assert model.netG is original

@@ -1,10 +1,11 @@
 """Checkpoints in two forms, both under ``checkpoints/<name>/``.
 
-1. Full training state, ``latest_state.pth``: every network, both optimizers (and AMP grad scalers),
-   epoch, iteration counters, all RNG states and the options. It is what ``--continue_train`` resumes
+1. Full training state, ``latest_state.pth``: every network the model declares, every optimiser (and
+   AMP grad scaler), the model's extra state (image pools, ...), epoch, iteration counters, all RNG
+   states and the options. It is what ``--continue_train`` resumes
    from, exactly: a run stopped and continued ends with the same weights as an uninterrupted run.
-2. Official weight-only files, ``<epoch>_net_G.pth`` / ``_D`` / ``_E`` and ``latest_net_*``: plain
-   state dicts with the layout of the released SPADE/DAGAN checkpoints, so released models and ours
+2. Official weight-only files, ``<epoch>_net_<name>.pth`` per network (``_G``, ``_D``, ``_E``;
+   ``_G_A``, ...) and ``latest_net_*``: plain state dicts with the layout of the released checkpoints, so released models and ours
    are interchangeable (test.py loads either; ``--continue_train`` fine-tunes from released ones).
 
 Every file is written to a temporary name in the same directory and moved into place with
@@ -24,8 +25,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 'dagan-train-state'
-STATE_VERSION = 1
-NETWORK_NAMES = ('G', 'D', 'E')
+STATE_VERSION = 2  # 1: optimizers {'G', 'D', 'current_lr', 'scaler_G', 'scaler_D'} (still read)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def state_path(opt, epoch='latest'):
 
 
 def weight_path(opt, epoch, net_name):
-    """``checkpoints/<name>/<epoch>_net_<G|D|E>.pth`` (the official file name)."""
+    """``checkpoints/<name>/<epoch>_net_<net_name>.pth`` (the official file name)."""
     return os.path.join(run_dir(opt), f'{epoch}_net_{net_name}.pth')
 
 
@@ -81,22 +81,6 @@ def safe_torch_load(path, map_location='cpu'):
 # ----------------------------------------------------------------------------------------------
 # networks
 
-def unwrap(net):
-    """The bare network inside a DistributedDataParallel/DataParallel wrapper (or ``net`` itself)."""
-    return net.module if hasattr(net, 'module') else net
-
-
-def networks_of(model):
-    """{'G': netG, 'D': netD, 'E': netE} for the networks the model actually has."""
-    model = unwrap(model)
-    nets = {}
-    for name in NETWORK_NAMES:
-        net = getattr(model, 'net' + name, None)
-        if net is not None:
-            nets[name] = unwrap(net)
-    return nets
-
-
 def cpu_state_dict(net):
     """A state dict with every tensor copied to CPU in the plain contiguous layout (also when the
     network runs channels-last), so files match the official ones tensor for tensor."""
@@ -135,16 +119,16 @@ def load_state_dict_checked(net, state_dict, source):
 
 
 def save_network_weights(model, opt, epoch):
-    """Write ``<epoch>_net_G.pth`` (and ``_D``, ``_E`` when present): plain CPU state dicts."""
+    """Write ``<epoch>_net_<name>.pth`` for every network of the model: plain CPU state dicts."""
     paths = []
-    for name, net in networks_of(model).items():
+    for name, net in model.networks().items():
         path = weight_path(opt, epoch, name)
         atomic_torch_save(cpu_state_dict(net), path)
         paths.append(path)
     return paths
 
 
-def load_network_weights(model, opt, which_epoch, names=('G',), required=('G',)):
+def load_network_weights(model, opt, which_epoch, names, required):
     """Load ``<which_epoch>_net_<X>.pth`` into the model's networks (ours or the official files).
 
     When a weight-only file is missing but our ``<which_epoch>_state.pth`` exists, the weights are
@@ -152,7 +136,7 @@ def load_network_weights(model, opt, which_epoch, names=('G',), required=('G',))
     others are skipped (and reported in the returned dict as None).
     Returns {name: path the weights came from or None}.
     """
-    nets = networks_of(model)
+    nets = model.networks()
     loaded = {}
     full_state = None
     for name in names:
@@ -234,7 +218,7 @@ def opt_to_plain(opt):
 
 def save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=None,
                         label='latest'):
-    """Atomically write ``<label>_state.pth``.
+    """Atomically write ``<label>_state.pth`` of ``trainer`` (models.trainer.Trainer) and its model.
 
     epoch: the epoch being trained (1-based); epoch_iter: iterations of it already done;
     epoch_done: True when the epoch is complete (resume then starts at epoch + 1). The data order
@@ -245,8 +229,9 @@ def save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done
     state = {
         'format': STATE_FORMAT,
         'version': STATE_VERSION,
-        'networks': {name: cpu_state_dict(net) for name, net in networks_of(trainer.model).items()},
-        'optimizers': trainer.optimizer_state_dicts(),
+        'networks': {name: cpu_state_dict(net) for name, net in trainer.model.networks().items()},
+        'optimizers': trainer.state_dict(),
+        'model_extra': trainer.model.extra_state_dict(),
         'epoch': int(epoch),
         'epoch_iter': int(epoch_iter),
         'total_iters': int(total_iters),
@@ -265,28 +250,35 @@ def _load_state_file(path):
     if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
         raise RuntimeError(f'{path} is not a training-state file written by this repo '
                            f'(expected format {STATE_FORMAT!r})')
+    if state.get('version') == 1:
+        old = state['optimizers']
+        state['optimizers'] = {
+            'optimizers': {k: old[k] for k in ('G', 'D') if k in old},
+            'scalers': {k[len('scaler_'):]: old[k] for k in ('scaler_G', 'scaler_D') if k in old}}
+        state['version'] = STATE_VERSION
     if state.get('version') != STATE_VERSION:
         raise RuntimeError(f'{path} has state version {state.get("version")}, this code reads '
-                           f'version {STATE_VERSION}')
+                           f'versions 1 and {STATE_VERSION}')
     return state
 
 
-def load_training_state(trainer, path, device):
-    """Restore networks and optimizers from a full-state file; returns the state dict.
+def load_training_state(trainer, path):
+    """Restore networks, optimisers and the model's extra state from a full-state file; returns it.
 
     RNG states are NOT applied here: the caller applies them at the right moment (see train.py).
     """
     state = _load_state_file(path)
-    nets = networks_of(trainer.model)
+    nets = trainer.model.networks()
     for name, sd in state['networks'].items():
         if name not in nets:
             raise RuntimeError(f'{path} holds net{name} but the options build no net{name} '
-                               f'(e.g. --use_vae differs from the saved run)')
+                               f'(e.g. --model or --use_vae differs from the saved run)')
         load_state_dict_checked(nets[name], sd, f'{path} [net{name}]')
     for name in nets:
         if name not in state['networks']:
             raise RuntimeError(f'{path} holds no net{name} but the options build one')
-    trainer.load_optimizer_state_dicts(state['optimizers'], device)
+    trainer.load_state_dict(state['optimizers'], path)
+    trainer.model.load_extra_state_dict(state.get('model_extra') or {})
     return state
 
 
@@ -296,8 +288,7 @@ def load_training_state(trainer, path, device):
 def run_files(opt):
     """Files in checkpoints/<name>/ that belong to a training run (not opt.txt/opt.json alone)."""
     d = run_dir(opt)
-    patterns = ['*_state.pth', '*_net_G.pth', '*_net_D.pth', '*_net_E.pth', '*_net_G_ema.pth',
-                'best.json', 'loss_log.txt', 'loss_log.jsonl']
+    patterns = ['*_state.pth', '*_net_*.pth', 'best.json', 'loss_log.txt', 'loss_log.jsonl']
     found = []
     for p in patterns:
         found.extend(glob.glob(os.path.join(glob.escape(d), p)))
@@ -307,11 +298,12 @@ def run_files(opt):
 
 
 def describe_resume_source(opt):
-    """('state', path) | ('weights', path_of_G) | (None, None) for --continue_train."""
+    """('state', path) | ('weights', path of a weight-only file) | (None, None) for --continue_train."""
     spath = state_path(opt, opt.which_epoch)
     if os.path.isfile(spath):
         return 'state', spath
-    gpath = weight_path(opt, opt.which_epoch, 'G')
-    if os.path.isfile(gpath):
-        return 'weights', gpath
+    pattern = os.path.join(glob.escape(run_dir(opt)), f'{glob.escape(str(opt.which_epoch))}_net_*.pth')
+    weights = sorted(p for p in glob.glob(pattern) if not p.endswith('_ema.pth'))
+    if weights:
+        return 'weights', weights[0]
     return None, None

@@ -8,10 +8,10 @@ Rank discipline (STYLE §8): the same seed for initialisation on every rank, per
 only rank 0 writes files (``util.distributed.is_main_process``); the replicas are checked to agree
 before a checkpoint is written (:func:`check_replicas_agree`).
 
-G, D and E are wrapped separately, not the whole Pix2PixModel: the G step and the D step touch
-different parameters (the D step regenerates the fake under ``no_grad``), and one wrapper around
-both would need ``find_unused_parameters`` and would all-reduce D's gradients of the G step, which
-the D step throws away. During the G step, D runs under :func:`no_sync` for that reason.
+Each network the model declares (``model.network_names``) is wrapped on its own, not the whole
+model: the phases of an iteration touch different parameters (SPADE's D step regenerates the fake
+under ``no_grad``), and one wrapper around all would need ``find_unused_parameters`` and would
+all-reduce gradients that a phase throws away. A phase's frozen networks run under :func:`no_sync`.
 """
 import contextlib
 import datetime
@@ -19,13 +19,13 @@ import logging
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from models.networks import convert_sync_batchnorm
+from util.distributed import unwrap
 
 logger = logging.getLogger(__name__)
 
-NETWORK_ATTRS = ("netG", "netD", "netE")
 # Per-rank BatchNorm statistics are local by design (each rank normalises its own batch unless
 # SyncBatchNorm is on): they are not expected to agree and are not compared.
 LOCAL_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -79,7 +79,7 @@ def uses_sync_batchnorm(opt):
 
 
 def wrap_model(model, opt):
-    """Wrap model.netG / netD / netE in DistributedDataParallel, in place; returns the model.
+    """Wrap each of the model's networks in DistributedDataParallel, in place; returns the model.
 
     Must run on every rank after the networks are built (same seed -> same initial weights; DDP
     also broadcasts rank 0's parameters and buffers at construction) and moved to ``opt.device``.
@@ -88,14 +88,11 @@ def wrap_model(model, opt):
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return model
     device = torch.device(opt.device)
-    for attr in NETWORK_ATTRS:
-        net = getattr(model, attr, None)
-        if net is None or isinstance(net, DistributedDataParallel):
-            continue
+    for name, net in model.networks().items():
         if uses_sync_batchnorm(opt):
-            net = convert_sync_batchnorm(net)
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         if not any(p.requires_grad for p in net.parameters()):
-            setattr(model, attr, net)
+            model.set_network(name, net)
             continue
         # DDP's default buffer sync broadcasts rank 0's buffers (spectral-norm u/v, BatchNorm
         # statistics) before every forward, so every rank's power iteration starts from the same u.
@@ -104,7 +101,7 @@ def wrap_model(model, opt):
             device_ids=[device.index] if device.type == "cuda" else None,
             output_device=device.index if device.type == "cuda" else None,
         )
-        setattr(model, attr, wrapped)
+        model.set_network(name, wrapped)
     return model
 
 
@@ -115,14 +112,10 @@ def no_sync(net):
     return contextlib.nullcontext()
 
 
-def _bare(net):
-    return net.module if isinstance(net, DistributedDataParallel) else net
-
-
 def _checked_tensors(net):
-    for name, param in _bare(net).named_parameters():
+    for name, param in unwrap(net).named_parameters():
         yield name, param
-    for name, buf in _bare(net).named_buffers():
+    for name, buf in unwrap(net).named_buffers():
         if not name.endswith(LOCAL_BUFFER_SUFFIXES):
             yield name, buf
 
@@ -139,7 +132,7 @@ def replica_checksums(net):
 
 
 def check_replicas_agree(model, rtol=1e-6, atol=1e-9):
-    """Raise RuntimeError unless every rank holds the same G / D / E as rank 0.
+    """Raise RuntimeError unless every rank holds the same networks as rank 0.
 
     Rank 0 broadcasts per-tensor checksums; every rank compares its own and the verdict is
     all-reduced, so all ranks raise together (none is left waiting in a later collective). Call on
@@ -149,18 +142,15 @@ def check_replicas_agree(model, rtol=1e-6, atol=1e-9):
         return
     bad = []
     device = None
-    for attr in NETWORK_ATTRS:
-        net = getattr(model, attr, None)
-        if net is None:
-            continue
+    for attr, net in model.networks().items():
         names = [name for name, _ in _checked_tensors(net)]
         mine = replica_checksums(net)
-        device = next(_bare(net).parameters()).device
+        device = next(unwrap(net).parameters()).device
         mine = mine.to(device)
         reference = mine.clone()
         dist.broadcast(reference, src=0)
         close = torch.isclose(mine, reference, rtol=rtol, atol=atol).all(dim=1)
-        bad += [f"{attr}.{names[i]}" for i in torch.nonzero(~close).flatten().tolist()]
+        bad += [f"net{attr}.{names[i]}" for i in torch.nonzero(~close).flatten().tolist()]
     flag = torch.tensor([len(bad)], dtype=torch.int64, device=device)
     dist.all_reduce(flag)
     if int(flag) > 0:

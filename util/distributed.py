@@ -32,3 +32,8 @@ def barrier():
     """Wait for all ranks; a no-op in a single-process run."""
     if is_dist_initialized():
         dist.barrier()
+
+
+def unwrap(net):
+    """The bare network inside a DistributedDataParallel / DataParallel wrapper (or ``net`` itself)."""
+    return net.module if hasattr(net, "module") else net

@@ -13,11 +13,9 @@ import logging
 import torch
 import torch.nn as nn
 
+from util.distributed import unwrap
+
 logger = logging.getLogger(__name__)
-
-
-def _bare(net):
-    return net.module if hasattr(net, 'module') else net
 
 
 class GeneratorEMA:
@@ -33,7 +31,7 @@ class GeneratorEMA:
         if not 0.0 < decay < 1.0:
             raise ValueError(f'--ema_decay must be in (0, 1) (0 turns the EMA off), got {decay}')
         self.decay = float(decay)
-        self.net = copy.deepcopy(_bare(netG))
+        self.net = copy.deepcopy(unwrap(netG))
         self.net.eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -41,7 +39,7 @@ class GeneratorEMA:
 
     @torch.no_grad()
     def update(self, netG):
-        src = _bare(netG)
+        src = unwrap(netG)
         own_params = dict(self.net.named_parameters())
         for name, p in src.named_parameters():
             # lerp_: ema + (1 - decay) * (p - ema) = decay * ema + (1 - decay) * p
@@ -57,7 +55,7 @@ class GeneratorEMA:
 
     def load_state_dict(self, state, source='checkpoint'):
         from util.checkpoint import load_state_dict_checked
-        load_state_dict_checked(self.net, state['net'], f'{source} [EMA of netG]')
+        load_state_dict_checked(self.net, state['net'], source)
         self.num_updates = int(state.get('num_updates', 0))
 
 
@@ -89,7 +87,7 @@ def recalibrate_batchnorm(net, inputs, max_batches=0):
     unbiased variance of its input (PyTorch's momentum=None cumulative average). The copy is
     returned in eval mode. max_batches: 0 = all of ``inputs``.
     """
-    net = _plain_batchnorm(copy.deepcopy(_bare(net)))
+    net = _plain_batchnorm(copy.deepcopy(unwrap(net)))
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return net.eval()

@@ -35,9 +35,10 @@ class LayoutScorer:
 
 
 def score_layout(model, loader, opt, max_batches=0):
-    """Synthesize ``loader``'s batches with ``model`` (mode 'inference') and score their layout.
+    """Synthesize ``loader``'s batches with ``model.inference`` and score their layout.
 
-    model: a Pix2PixModel (its netG is used as it is; eval mode is set and restored here).
+    model: a models.base_model.BaseModel (its networks are used as they are; eval mode is set and
+    restored here); the generated image is the second name of ``model.evaluation_pair``.
     max_batches: 0 = every batch. Returns the LayoutScorer's scores.
     """
     scorer = LayoutScorer(opt)
@@ -48,7 +49,7 @@ def score_layout(model, loader, opt, max_batches=0):
             for i, data_i in enumerate(loader):
                 if max_batches and i >= max_batches:
                     break
-                scorer.update(model(data_i, mode='inference'), data_i['label'])
+                scorer.update(model.inference(data_i)[model.evaluation_pair[1]], data_i['label'])
     finally:
         model.train(was_training)
     return scorer.scores()

@@ -1,8 +1,10 @@
-"""Evaluation during training (``--eval_freq``) and the EMA generator (``--ema_decay``).
+"""Evaluation during training (``--eval_freq``) and the EMA of generators (``--ema_decay``).
 
-Every ``--eval_freq`` iterations the val split is synthesized with the EMA generator (BatchNorm
-statistics re-estimated on ``--bn_recalib_batches`` batches of training labels) or, without EMA,
-with G itself, and scored:
+The model declares which networks may be averaged (``model.ema_network_names``, e.g. ``G``) and
+after which training phase the average is updated (``model.ema_after_phase``). Every
+``--eval_freq`` iterations the val split is synthesized by ``model.inference`` with the EMA networks
+swapped in (BatchNorm statistics re-estimated on ``--bn_recalib_batches`` training batches) or,
+without EMA, with the trained networks, and scored:
 
 - FID against the real val images (Inception from ``--inception_weights`` or the torch hub cache,
   util.metrics.fid conventions; generated images quantised to 8 bits like saved PNGs). When the
@@ -10,9 +12,11 @@ with G itself, and scored:
   other datasets a missing file is an error at start-up (there would be nothing to evaluate).
 - on the synthetic dataset, the layout score (util.layout_score).
 
-Records go to loss_log.jsonl / the training page (``Visualizer.log_evaluation``). The best value
-(lowest FID, or highest layout pixel accuracy when FID is not computed) keeps
-``best_net_G.pth`` (+ ``best_net_G_ema.pth``) and ``best.json`` in checkpoints/<name>/.
+FID compares the two images named by ``model.evaluation_pair`` in the inference output (real,
+generated). Records go to loss_log.jsonl / the training page (``Visualizer.log_evaluation``). The
+best value (lowest FID, or highest layout pixel accuracy when FID is not computed) keeps
+``best_net_<name>.pth`` of the networks test.py loads (+ ``best_net_<name>_ema.pth``) and
+``best.json`` in checkpoints/<name>/.
 
 Evaluation leaves training untouched: the RNG states are restored afterwards and the EMA is
 re-estimated on a copy, so a run with evaluation trains the same weights as one without, and
@@ -29,7 +33,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from util import checkpoint as ckpt
-from util.distributed import is_main_process
+from util.distributed import is_main_process, unwrap
+from util.html import write_text_atomic
 from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm
 
 logger = logging.getLogger(__name__)
@@ -56,33 +61,15 @@ def preserved_rng():
         ckpt.set_rng_states(states)
 
 
-@contextlib.contextmanager
-def generator_swapped(model, net):
-    """Temporarily make ``net`` the model's netG (mode='inference' then generates with it)."""
-    original = model.netG
-    model.netG = net
-    try:
-        yield
-    finally:
-        model.netG = original
-
-
-def _write_json_atomic(path, obj):
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
-
-
 class TrainEval:
-    """EMA of G and periodic evaluation for train.py.
+    """EMA networks and periodic evaluation for train.py.
 
-    model: the bare Pix2PixModel (netG may be a DDP wrapper); train_dataset: the training dataset
-    (labels for the BatchNorm re-estimation); visualizer: util.visualizer.Visualizer.
-    Hooks: ``after_generator_step()``, ``maybe_evaluate(epoch, total_iters)``,
-    ``save_weights(label)``; ``state_dict()`` / ``load_state_dict()`` for the full-state checkpoint.
-    ``metric_fn(model, opt) -> dict`` replaces the built-in scoring (tests).
+    model: the models.base_model.BaseModel being trained (its networks may be DDP wrappers);
+    train_dataset: the training dataset (inputs for the BatchNorm re-estimation); visualizer:
+    util.visualizer.Visualizer. Hooks: ``after_phase(phase)`` (the trainer calls it after every
+    phase), ``maybe_evaluate(epoch, total_iters)``, ``save_weights(label)``; ``state_dict()`` /
+    ``load_state_dict()`` for the full-state checkpoint. ``metric_fn(model, opt) -> dict`` replaces
+    the built-in scoring (tests).
     """
 
     def __init__(self, opt, model, train_dataset, visualizer, metric_fn=None):
@@ -90,14 +77,15 @@ class TrainEval:
         self.model = model
         self.train_dataset = train_dataset
         self.visualizer = visualizer
-        self.eval_freq = int(getattr(opt, 'eval_freq', 0) or 0)
-        self.eval_batches = int(getattr(opt, 'eval_batches', 0) or 0)
-        self.recalib_batches = int(getattr(opt, 'bn_recalib_batches', 0) or 0)
-        decay = float(getattr(opt, 'ema_decay', 0.0) or 0.0)
-        self.ema = GeneratorEMA(model.netG, decay) if decay > 0 else None
+        self.eval_freq = opt.eval_freq
+        self.eval_batches = opt.eval_batches
+        self.recalib_batches = opt.bn_recalib_batches
+        self.decay = opt.ema_decay
+        self.emas = {name: GeneratorEMA(getattr(model, 'net' + name), self.decay)
+                     for name in model.ema_network_names} if self.decay > 0 else {}
         self.metric_fn = metric_fn
         self.best = None
-        self._eval_net = None  # (num_updates, re-estimated EMA copy)
+        self._eval_nets = {}  # name -> (num_updates, re-estimated EMA copy)
         self.inception = None
         self._real_acts = None
         self.val_loader = None
@@ -111,10 +99,9 @@ class TrainEval:
         from util.metrics.fid import INCEPTION_WEIGHTS_FILE, load_fid_inception
 
         opt = self.opt
-        explicit = getattr(opt, 'inception_weights', None)
+        explicit = opt.inception_weights
         try:
-            self.inception = load_fid_inception(explicit, dims=getattr(opt, 'fid_dims', None) or 2048,
-                                                device=opt.device)
+            self.inception = load_fid_inception(explicit, dims=opt.fid_dims, device=opt.device)
         except FileNotFoundError as e:
             if explicit or opt.dataset_mode != 'synthetic':
                 raise FileNotFoundError(f'--eval_freq needs the FID Inception weights: {e}') from e
@@ -127,12 +114,14 @@ class TrainEval:
                              f'val split has {len(self.val_loader.dataset)}')
 
     # -- EMA -------------------------------------------------------------------------------
-    def after_generator_step(self):
-        if self.ema is not None:
-            self.ema.update(self.model.netG)
+    def after_phase(self, phase):
+        if phase.name != self.model.ema_after_phase:
+            return
+        for name, ema in self.emas.items():
+            ema.update(getattr(self.model, 'net' + name))
 
-    def _recalibration_inputs(self):
-        """Semantics of a fixed selection of training batches (same every time: deterministic)."""
+    def _recalibration_inputs(self, name):
+        """Inputs of network ``name`` for a fixed selection of training batches (deterministic)."""
         ds = self.train_dataset
         bs = max(1, self.opt.batchSize)
         n = min(len(ds), bs * max(1, self.recalib_batches))
@@ -140,29 +129,47 @@ class TrainEval:
         loader = DataLoader(ds, batch_size=bs, sampler=order.tolist(), drop_last=n >= bs,
                             num_workers=0, generator=torch.Generator().manual_seed(self.opt.seed))
         for data_i in loader:
-            semantics, _ = self.model.preprocess_input(data_i)
-            yield (semantics,)
+            yield self.model.network_inputs(name, data_i)
 
-    def evaluation_net(self):
-        """The generator used for evaluation: the EMA with re-estimated BatchNorm statistics, or the
-        bare G when EMA is off. The re-estimated copy is cached until the next EMA update."""
-        if self.ema is None:
-            return ckpt.unwrap(self.model.netG)
-        if self._eval_net is None or self._eval_net[0] != self.ema.num_updates:
-            net = self.ema.net
+    def evaluation_net(self, name):
+        """The network ``name`` as evaluated: its EMA with re-estimated BatchNorm statistics, or the
+        bare trained network when it has no EMA. The re-estimated copy is cached until the next update."""
+        ema = self.emas.get(name)
+        if ema is None:
+            return unwrap(getattr(self.model, 'net' + name))
+        cached = self._eval_nets.get(name)
+        if cached is None or cached[0] != ema.num_updates:
+            net = ema.net
             if self.recalib_batches > 0 and has_batchnorm(net):
                 with preserved_rng():
-                    net = recalibrate_batchnorm(net, self._recalibration_inputs(), self.recalib_batches)
-            self._eval_net = (self.ema.num_updates, net)
-        return self._eval_net[1]
+                    net = recalibrate_batchnorm(net, self._recalibration_inputs(name), self.recalib_batches)
+            self._eval_nets[name] = cached = (ema.num_updates, net)
+        return cached[1]
+
+    @contextlib.contextmanager
+    def evaluation_networks(self):
+        """The model with its EMA networks (if any) swapped in, for ``model.inference``."""
+        with contextlib.ExitStack() as stack:
+            for name in self.emas:
+                stack.enter_context(self.model.network_swapped(name, self.evaluation_net(name)))
+            yield self.model
+
+    @property
+    def what(self):
+        """How the evaluated networks are named in logs: 'G' or 'G_ema'."""
+        names = self.model.ema_network_names if self.emas else self.model.inference_network_names[:1]
+        return ', '.join(n + ('_ema' if self.emas else '') for n in names)
 
     def save_weights(self, label):
-        """``<label>_net_G_ema.pth`` (re-estimated BatchNorm statistics) when EMA is on."""
-        if self.ema is None or not is_main_process():
-            return None
-        path = ckpt.weight_path(self.opt, label, 'G_ema')
-        ckpt.atomic_torch_save(ckpt.cpu_state_dict(self.evaluation_net()), path)
-        return path
+        """``<label>_net_<name>_ema.pth`` (re-estimated BatchNorm statistics) of every EMA network."""
+        if not self.emas or not is_main_process():
+            return []
+        paths = []
+        for name in self.emas:
+            path = ckpt.weight_path(self.opt, label, name + '_ema')
+            ckpt.atomic_torch_save(ckpt.cpu_state_dict(self.evaluation_net(name)), path)
+            paths.append(path)
+        return paths
 
     # -- evaluation ------------------------------------------------------------------------
     def _scores(self):
@@ -170,6 +177,7 @@ class TrainEval:
         from util.metrics.fid import ActivationAccumulator, fid_from_activations
 
         opt = self.opt
+        real_name, fake_name = self.model.evaluation_pair
         layout = LayoutScorer(opt) if opt.dataset_mode == 'synthetic' else None
         fake_acc = ActivationAccumulator(self.inception) if self.inception is not None else None
         real_acc = (ActivationAccumulator(self.inception)
@@ -178,17 +186,18 @@ class TrainEval:
         was_training = model.training
         model.eval()
         try:
-            with generator_swapped(model, self.evaluation_net()), torch.no_grad():
+            with self.evaluation_networks(), torch.no_grad():
                 for i, data_i in enumerate(self.val_loader):
                     if self.eval_batches and i >= self.eval_batches:
                         break
-                    fake = model(data_i, mode='inference').float()
+                    out = model.inference(data_i)
+                    fake = out[fake_name].float()
                     if layout is not None:
                         layout.update(fake, data_i['label'])
                     if fake_acc is not None:
                         fake_acc.add(fake)
                     if real_acc is not None:
-                        real_acc.add(data_i['image'])
+                        real_acc.add(out[real_name])
         finally:
             model.train(was_training)
         scores = {}
@@ -210,14 +219,13 @@ class TrainEval:
         """Score the val split now, log it and keep the best checkpoint; returns the scores."""
         with preserved_rng():
             if self.metric_fn is not None:
-                with generator_swapped(self.model, self.evaluation_net()):
+                with self.evaluation_networks():
                     scores = dict(self.metric_fn(self.model, self.opt))
             else:
                 scores = self._scores()
         if not scores:
             return scores
-        what = 'G_ema' if self.ema is not None else 'G'
-        self.visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=what)
+        self.visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=self.what)
         self._update_best(scores, epoch, total_iters)
         return scores
 
@@ -234,32 +242,34 @@ class TrainEval:
                 return False
         self.best = {'metric': metric, 'value': value, 'epoch': int(epoch), 'iter': int(total_iters)}
         opt = self.opt
-        ckpt.atomic_torch_save(ckpt.cpu_state_dict(ckpt.unwrap(self.model.netG)),
-                               ckpt.weight_path(opt, BEST_LABEL, 'G'))
-        if self.ema is not None:
-            ckpt.atomic_torch_save(ckpt.cpu_state_dict(self.evaluation_net()),
-                                   ckpt.weight_path(opt, BEST_LABEL, 'G_ema'))
-        _write_json_atomic(os.path.join(ckpt.run_dir(opt), 'best.json'),
-                           {**self.best, 'scores': {k: float(v) for k, v in scores.items()},
-                            'files': ['best_net_G.pth'] + (['best_net_G_ema.pth'] if self.ema else [])})
-        logger.info('new best %s %.4f at iteration %d: saved best_net_G.pth%s', metric, value,
-                    total_iters, ' and best_net_G_ema.pth' if self.ema else '')
+        files = []
+        for name in self.model.inference_network_names:
+            path = ckpt.weight_path(opt, BEST_LABEL, name)
+            ckpt.atomic_torch_save(ckpt.cpu_state_dict(unwrap(getattr(self.model, 'net' + name))), path)
+            files.append(os.path.basename(path))
+        files += [os.path.basename(p) for p in self.save_weights(BEST_LABEL)]
+        write_text_atomic(os.path.join(ckpt.run_dir(opt), 'best.json'), json.dumps(
+            {**self.best, 'scores': {k: float(v) for k, v in scores.items()}, 'files': files},
+            indent=2, sort_keys=True) + '\n')
+        logger.info('new best %s %.4f at iteration %d: saved %s', metric, value, total_iters, ', '.join(files))
         return True
 
     # -- full-state checkpoint ---------------------------------------------------------------
     def state_dict(self):
-        return {'ema': self.ema.state_dict() if self.ema is not None else None,
+        return {'ema': {name: ema.state_dict() for name, ema in self.emas.items()},
                 'best': dict(self.best) if self.best else None}
 
     def load_state_dict(self, state, source='checkpoint'):
         state = state or {}
-        ema_state = state.get('ema')
-        if self.ema is not None:
-            if ema_state is None:
-                # A run started without --ema_decay: the average starts from the loaded G.
-                logger.warning('%s holds no EMA of netG; the EMA starts from the loaded netG', source)
-                self.ema = GeneratorEMA(self.model.netG, self.ema.decay)
+        saved = state.get('ema') or {}
+        if saved and 'net' in saved:  # written before EMA networks were named: the EMA of G
+            saved = {'G': saved}
+        for name, ema in self.emas.items():
+            if name not in saved:
+                # A run started without --ema_decay: the average starts from the loaded network.
+                logger.warning('%s holds no EMA of net%s; the EMA starts from the loaded net%s', source, name, name)
+                self.emas[name] = GeneratorEMA(getattr(self.model, 'net' + name), self.decay)
             else:
-                self.ema.load_state_dict(ema_state, source)
+                ema.load_state_dict(saved[name], f'{source} [EMA of net{name}]')
         self.best = dict(state['best']) if state.get('best') else None
-        self._eval_net = None
+        self._eval_nets = {}

@@ -237,3 +237,34 @@ def bar_chart(values, height=80, bar_width=3, max_value=1.0):
         x0 = i * bar_width
         draw.rectangle([x0, top, x0 + bar_width - 2 if bar_width > 1 else x0, height - 1], fill=(40, 90, 200))
     return np.asarray(canvas, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Visuals of any model (the convention of models/base_model.py)
+# ---------------------------------------------------------------------------------------------------
+
+def label_colouring(opt):
+    """Keyword arguments of :func:`tensor2label` for the label maps of the semantic options."""
+    return {"n_label": opt.label_nc + (1 if opt.contain_dontcare_label else 0),
+            "dataset_mode": opt.dataset_mode,
+            "dontcare_index": opt.label_nc if opt.contain_dontcare_label else None}
+
+
+def visual_arrays(name, item, opt):
+    """One sample of one visual -> {picture name: uint8 array [H,W,3] (or [H,W])}, by the tensor's kind.
+
+    int [1,H,W]: a label map, colourised (``opt`` gives the label count); float [3,H,W] in [-1,1]:
+    an image; float [1,H,W] in [0,1]: a map, as grey [H,W] (``name``) and as a heat map
+    (``name + '_heatmap'``); float [C]: a vector of weights in [0,1], as a bar chart.
+    """
+    item = item.detach().cpu()
+    if item.dim() == 1:
+        return {name: bar_chart(item.float())}
+    if item.dim() != 3:
+        raise ValueError(f"visual {name!r}: expected [C] or [C,H,W] per sample, got {tuple(item.shape)}")
+    if not item.is_floating_point():
+        return {name: tensor2label(item, **label_colouring(opt))}
+    if item.size(0) == 1:
+        grey = (item.float().clamp(0, 1)[0] * 255).round().to(torch.uint8).numpy()
+        return {name: grey, name + "_heatmap": attention_heatmap(item)}
+    return {name: tensor2im(item)}

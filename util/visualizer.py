@@ -3,10 +3,12 @@
 - ``loss_log.txt``: one human-readable line per logged iteration (SPADE's format).
 - ``loss_log.jsonl``: one JSON object per logged iteration: ``{"kind": "loss", "epoch", "iter"
   (training iterations so far), "epoch_iter", "time", <loss name>: float, ...}`` with the losses
-  under SPADE's names (GAN, GAN_Feat, VGG, KLD, D_Fake, D_real) at full float precision;
+  under the model's names (``model.loss_names``; SPADE's: GAN, GAN_Feat, VGG, KLD, D_Fake, D_real)
+  at full float precision;
   evaluation results as ``{"kind": "eval", "epoch", "iter", "split", "pixel_accuracy", ...}``.
-- ``web/index.html``: the loss curves (inline SVG, no plotting library), evaluation scores and
-  their curve, and the visuals of every display step, newest first (``web/images/``).
+- ``web/index.html``: the loss curves (inline SVG, no plotting library; one chart per training
+  phase), evaluation scores and their curve, and the visuals of every display step, newest first
+  (``web/images/``), drawn by the kind of each tensor (util.util.visual_arrays).
 
 Only the main process writes (``util.distributed.is_main_process``).
 """
@@ -26,15 +28,8 @@ from util.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
-LOSS_ORDER = ('GAN', 'GAN_Feat', 'VGG', 'KLD', 'D_Fake', 'D_real')
-G_LOSSES = ('GAN', 'GAN_Feat', 'VGG', 'KLD')
-VISUAL_ORDER = ('input_label', 'synthesized_image', 'real_image')
 _IMAGE_NAME = re.compile(r'^epoch(\d+)_iter(\d+)_(\w+?)(?:_(\d+))?\.png$')
 _COLOURS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf')
-
-
-def _loss_sort_key(name):
-    return (LOSS_ORDER.index(name) if name in LOSS_ORDER else len(LOSS_ORDER), name)
 
 
 def _read_jsonl(path):
@@ -60,11 +55,14 @@ class Visualizer:
     resume_iter: None for a new run (logs are started afresh); for a resumed run the number of
     iterations the checkpoint had done: records and images logged after it (by the interrupted
     run, past its last checkpoint) are dropped so the logs read as one uninterrupted run.
-    Visuals are dicts name -> batch tensor: 'input_label' int [B,1,H,W], images [B,3,H,W] in [-1,1].
+    loss_order: the model's loss names (log and legend order). Losses are passed per phase
+    ({phase: {loss name: value}}); visuals as {name: batch tensor} (models/base_model.py).
     """
 
-    def __init__(self, opt, resume_iter=None, max_samples_shown=2):
+    def __init__(self, opt, resume_iter=None, loss_order=(), max_samples_shown=2):
         self.opt = opt
+        self.loss_order = tuple(loss_order)
+        self.loss_groups = {}  # phase -> loss names, as seen in print_current_errors
         self.run_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.txt_path = os.path.join(self.run_dir, 'loss_log.txt')
         self.jsonl_path = os.path.join(self.run_dir, 'loss_log.jsonl')
@@ -72,7 +70,7 @@ class Visualizer:
         self.img_dir = os.path.join(self.web_dir, 'images')
         self.use_html = not getattr(opt, 'no_html', False)
         self.max_samples_shown = max_samples_shown
-        self.n_label = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        self.visual_order = []
         self.records = []
         self.notes = []
         if not is_main_process():
@@ -119,10 +117,17 @@ class Visualizer:
         with open(self.txt_path, 'a', encoding='utf-8') as f:
             f.write(message + '\n')
 
-    def print_current_errors(self, epoch, epoch_iter, total_iters, losses, t_iter):
-        """Log one iteration's losses ({name: scalar tensor or float}); t_iter = seconds/iteration."""
+    def _loss_sort_key(self, name):
+        order = self.loss_order
+        return (order.index(name) if name in order else len(order), name)
+
+    def print_current_errors(self, epoch, epoch_iter, total_iters, losses_by_phase, t_iter):
+        """Log one iteration's losses ({phase: {name: scalar tensor or float}}); t_iter = s/iteration."""
+        for phase, losses in losses_by_phase.items():
+            self.loss_groups[phase] = sorted(losses, key=self._loss_sort_key)
+        flat = {k: v for losses in losses_by_phase.values() for k, v in losses.items()}
         values = {k: float(v.item() if hasattr(v, 'item') else v)
-                  for k, v in sorted(losses.items(), key=lambda kv: _loss_sort_key(kv[0]))}
+                  for k, v in sorted(flat.items(), key=lambda kv: self._loss_sort_key(kv[0]))}
         line = f'(epoch: {epoch}, iters: {total_iters}, time: {t_iter:.3f}) ' + ' '.join(
             f'{k}: {v:.3f}' for k, v in values.items())
         logger.debug('%s', line)
@@ -148,22 +153,16 @@ class Visualizer:
 
     # ------------------------------------------------------------------------------------------
     def visuals_to_images(self, visuals):
-        """{name: batch tensor} -> list (one per shown sample) of [(name, uint8 HxWx3 array)]."""
+        """{name: batch tensor} -> list (one per shown sample) of [(name, uint8 array)], in the
+        model's order of the visuals."""
         rows = []
         batch = min(len(next(iter(visuals.values()))), self.max_samples_shown)
-        dontcare = self.opt.label_nc if self.opt.contain_dontcare_label else None
-        names = sorted(visuals, key=lambda n: (VISUAL_ORDER.index(n) if n in VISUAL_ORDER else 99, n))
         for b in range(batch):
             row = []
-            for name in names:
-                t = visuals[name][b]
-                if 'label' in name:
-                    arr = image_util.tensor2label(t, self.n_label, getattr(self.opt, 'dataset_mode', None),
-                                                  dontcare_index=dontcare)
-                else:
-                    arr = image_util.tensor2im(t)
-                row.append((name, arr))
+            for name, t in visuals.items():
+                row.extend(image_util.visual_arrays(name, t[b], self.opt).items())
             rows.append(row)
+        self.visual_order = [name for name, _ in rows[0]] if rows else self.visual_order
         return rows
 
     def display_current_results(self, visuals, epoch, total_iters):
@@ -202,10 +201,12 @@ class Visualizer:
         if loss_records:
             page.add_header('Loss curves')
             names = sorted({k for r in loss_records for k in r
-                            if k not in ('kind', 'epoch', 'iter', 'epoch_iter', 'time')}, key=_loss_sort_key)
-            g_names = [n for n in names if not n.startswith('D_')]
-            d_names = [n for n in names if n.startswith('D_')]
-            for title, group in (('generator losses', g_names), ('discriminator losses', d_names)):
+                            if k not in ('kind', 'epoch', 'iter', 'epoch_iter', 'time')}, key=self._loss_sort_key)
+            grouped = [n for group in self.loss_groups.values() for n in group]
+            groups = [(f'{phase} losses', [n for n in group if n in names])
+                      for phase, group in self.loss_groups.items()]
+            groups.append(('losses', [n for n in names if n not in grouped]))
+            for title, group in groups:
                 if group:
                     svg = svg_line_plot(loss_records, group, title=title, x_key='iter')
                     page.doc.add(dominate.util.raw(svg))
@@ -229,7 +230,8 @@ class Visualizer:
             page.add_header(f'epoch [{epoch}] iteration [{iters}]')
             for sample in sorted(steps[(epoch, iters)]):
                 files = steps[(epoch, iters)][sample]
-                order = sorted(files, key=lambda n: (VISUAL_ORDER.index(n) if n in VISUAL_ORDER else 99, n))
+                order = sorted(files, key=lambda n: (self.visual_order.index(n) if n in self.visual_order
+                                                     else len(self.visual_order), n))
                 ims = ['images/' + files[n] for n in order]
                 page.add_images(ims, order, ims, width=min(256, self.opt.display_winsize))
         return page.save('index.html')
