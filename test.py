@@ -44,7 +44,8 @@ import models
 from options.test_options import TestOptions
 from util import checkpoint, util
 from util.cpu import apply_cpu_settings
-from util.html import HTML, write_text_atomic
+from util.html import HTML
+from util.util import write_text_atomic
 from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared with train.py)
 
 logger = logging.getLogger(__name__)
@@ -127,9 +128,8 @@ class Evaluation:
 
     Built before generation so that a missing weight file (Inception, LPIPS/FRD backbones, segmenter)
     stops the run at once, naming the file, instead of after all images were generated.
-    Optional settings are read from the options when present: eval_metrics ('fid,kid,...'),
-    inception_weights, lpips_weights, frd_weights, fid_dims, seg_model, segmenter_weights,
-    seg_size ('WxH').
+    Settings from the test options: eval_metrics ('fid,kid,...'), inception_weights, lpips_weights,
+    frd_weights, fid_dims, seg_model, segmenter_weights, seg_size ('WxH').
     ``run(web_dir, label_paths) -> dict`` (floats; segmentation scores under 'segmentation').
     """
 
@@ -142,26 +142,26 @@ class Evaluation:
         self.opt = opt
         self.evaluation = evaluation
         self.device = str(opt.device)
-        requested = getattr(opt, "eval_metrics", None)  # '' = no image metrics (segmentation only)
+        requested = opt.eval_metrics  # '' = no image metrics (segmentation only)
         if requested is None:
             requested = DEFAULT_EVAL_METRICS.get(opt.dataset_mode, "fid")
         self.metrics = evaluation.parse_metrics(requested)
-        self.inception_weights = getattr(opt, "inception_weights", None)
-        self.lpips_weights = getattr(opt, "lpips_weights", None)
-        self.frd_weights = getattr(opt, "frd_weights", None)
-        self.fid_dims = getattr(opt, "fid_dims", None) or FID_DIMS
+        self.inception_weights = opt.inception_weights
+        self.lpips_weights = opt.lpips_weights
+        self.frd_weights = opt.frd_weights
+        self.fid_dims = opt.fid_dims or FID_DIMS
         if "fid" in self.metrics or "kid" in self.metrics:
             resolve_weights(INCEPTION_WEIGHTS_FILE, self.inception_weights, "FID Inception", "--inception_weights")
         if "lpips" in self.metrics:
             resolve_weights(LPIPS_BACKBONE_FILES["alex"], self.lpips_weights, "LPIPS alex backbone")
         if "frd" in self.metrics:
             resolve_weights(RESNET50_FILE, self.frd_weights, "FRD ResNet-50", "--frd_weights")
-        self.seg_model = getattr(opt, "seg_model", None) or DEFAULT_SEG_MODEL.get(opt.dataset_mode)
-        self.seg_size = getattr(opt, "seg_size", None)
+        self.seg_model = opt.seg_model or DEFAULT_SEG_MODEL.get(opt.dataset_mode)
+        self.seg_size = opt.seg_size
         self.segmenter = self.num_classes = None
         if self.seg_model is not None:
             self.segmenter, self.num_classes = evaluation.build_named_segmenter(
-                self.seg_model, getattr(opt, "segmenter_weights", None), self.device)
+                self.seg_model, opt.segmenter_weights, self.device)
 
     def run(self, web_dir, label_paths, evaluation_pair):
         real_dir = os.path.join(web_dir, "images", evaluation_pair[0])

@@ -26,6 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import data
 import models
+from models.networks import count_parameters
 from models.trainer import Trainer
 from options.train_options import TrainOptions
 from util import checkpoint as ckpt
@@ -54,10 +55,6 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def count_parameters(net):
-    return sum(p.numel() for p in net.parameters())
 
 
 # ------------------------------------------------------------------------------------------------

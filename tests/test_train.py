@@ -1,6 +1,6 @@
 """train.py end to end on a tiny synthetic configuration: exact resume, fine-tuning from official
 weight-only files, refusing to overwrite a run, the JSON-lines loss log, the first-iteration losses
-against the SPEC §5 formulas, the training web page, --dry_run, and the learning-rate schedule."""
+against the loss formulas of SPADE's trainer (hinge, feature matching), the training web page, --dry_run, and the learning-rate schedule."""
 import json
 import logging
 import os
@@ -290,18 +290,32 @@ def test_training_page_references_existing_images_and_escapes_names(synth_root, 
 # ------------------------------------------------------------------------------------------------
 # dry run, learning rates
 
-def test_dry_run_prints_options_and_network_sizes(synth_root, tmp_path, capsys):
-    args = tiny_args(synth_root, tmp_path, 'dry', '--dry_run')
+BUFFER_SUFFIXES = ('.weight_u', '.weight_v', '.running_mean', '.running_var', '.num_batches_tracked')
+
+
+def official_parameter_count(layout_file):
+    """Element count of the parameter tensors of an official checkpoint layout (buffers excluded)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'checkpoint_layout', layout_file)
+    total = 0
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            key, shape = line.rstrip('\n').split('\t')
+            if not key.endswith(BUFFER_SUFFIXES):
+                total += int(np.prod(json.loads(shape)))
+    return total
+
+
+def test_dry_run_prints_options_and_network_sizes(tmp_path, capsys):
+    # The Cityscapes configuration of the official checkpoints: the counts printed by --dry_run are
+    # those of the released files' parameter tensors (paper Table 3: 93.1M / 5.6M).
+    args = ['--dry_run', '--dataset_mode', 'cityscapes', '--gpu_ids', '-1', '--checkpoints_dir', str(tmp_path),
+            '--name', 'dry']
     assert train.main(args) == 0
     out = capsys.readouterr().out
-    assert 'ngf' in out and '[default: 16]' in out
-    opt = TrainOptions().parse(args)
-    opt.no_vgg_loss = True
-    model = models.create_model(opt)
-    for net in ('G', 'D'):
-        count = sum(p.numel() for p in getattr(model, 'net' + net).parameters())
-        assert f'net{net} parameters: {count:,}' in out
-    assert re.search(r'netG parameters: \d{1,3}(,\d{3})+\n', out)
+    assert 'num_upsampling_layers' in out and 'label_nc' in out
+    g, d = official_parameter_count('dagan_netG_cityscapes.txt'), official_parameter_count('dagan_netD_cityscapes.txt')
+    assert round(g / 1e5) == 931 and round(d / 1e5) == 56
+    assert f'netG parameters: {g:,}\n' in out and f'netD parameters: {d:,}\n' in out
     assert not (tmp_path / 'dry').exists()
 
 

@@ -94,7 +94,7 @@ def test_attention_heatmap_and_bar_chart():
 
 def test_saved_files_get_umask_permissions(tmp_path):
     """Not owner-only (mkstemp's 0600): result pages and images must be servable."""
-    from util.html import write_text_atomic
+    from util.util import write_text_atomic
 
     old = os.umask(0o022)
     try:

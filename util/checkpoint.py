@@ -17,10 +17,11 @@ import glob
 import logging
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
+
+from util.util import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +49,9 @@ def weight_path(opt, epoch, net_name):
 # atomic IO
 
 def atomic_torch_save(obj, path):
-    """torch.save to a temporary file next to ``path``, then os.replace (atomic on POSIX/NTFS)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave the half-written temporary file behind.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """torch.save through a temporary file next to ``path``, flushed to disk, then os.replace."""
+    with atomic_open(path, fsync=True) as f:
+        torch.save(obj, f)
 
 
 def safe_torch_load(path, map_location='cpu'):

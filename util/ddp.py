@@ -45,7 +45,7 @@ def init_distributed(opt, timeout_minutes=30):
     torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; the options module has already
     read them into ``opt`` and chosen ``opt.device`` (cuda:<local rank> on CUDA).
     """
-    if getattr(opt, "world_size", 1) <= 1:
+    if opt.world_size <= 1:
         return False
     if dist.is_initialized():
         return False
@@ -74,8 +74,7 @@ def rank_seed(seed, rank):
 
 def uses_sync_batchnorm(opt):
     """SyncBatchNorm only across several CUDA devices: torch's version raises on CPU tensors."""
-    device = torch.device(getattr(opt, "device", "cpu"))
-    return device.type == "cuda" and getattr(opt, "world_size", 1) > 1
+    return torch.device(opt.device).type == "cuda" and opt.world_size > 1
 
 
 def wrap_model(model, opt):
@@ -185,7 +184,7 @@ def rng_states_for_rank(state, opt):
     random streams differ from the interrupted run's: logged as a warning).
     """
     per_rank = (state.get("extra") or {}).get("rng_per_rank")
-    world_size, rank = getattr(opt, "world_size", 1), getattr(opt, "rank", 0)
+    world_size, rank = opt.world_size, opt.rank
     if per_rank and len(per_rank) == world_size:
         return per_rank[rank]
     if world_size > 1:

@@ -15,7 +15,7 @@ import dominate
 import dominate.util
 from dominate.tags import a, br, h3, img, meta, p, table, td, th, tr
 
-from util.util import temp_path_for
+from util.util import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +37,6 @@ def path_to_url(path, web_dir=None):
 def url_to_path(url, web_dir):
     """Inverse of :func:`path_to_url` for relative URLs: the file a page's src/href points at."""
     return os.path.join(web_dir, *urllib.parse.unquote(url).split("/"))
-
-
-def write_text_atomic(path, text, encoding="utf-8"):
-    """Write ``text`` to ``path`` through a temp file in the same folder and an atomic rename.
-
-    The temp file is created with open(..., 'x'), so the result has the usual umask permissions
-    (mkstemp would make it owner-only, unreadable for a web server serving the pages).
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        with open(tmp, "x", encoding=encoding) as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class HTML:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from util import checkpoint as ckpt
 from util.distributed import is_main_process, unwrap
-from util.html import write_text_atomic
+from util.util import write_text_atomic
 from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm
 
 logger = logging.getLogger(__name__)

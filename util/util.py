@@ -2,6 +2,7 @@
 
 Arrays returned here are numpy uint8 in HWC layout (RGB), the form PIL writes directly.
 """
+import contextlib
 import logging
 import os
 import re
@@ -14,18 +15,45 @@ from PIL import Image, ImageDraw
 logger = logging.getLogger(__name__)
 
 
-def mkdirs(paths):
-    """Create one folder or each folder of a list (no error when it exists)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    for path in paths:
-        os.makedirs(path, exist_ok=True)
+TEMP_PREFIX = ".tmp_"
 
 
 def temp_path_for(path):
     """A fresh hidden file name next to ``path`` (same folder, so the final rename is atomic)."""
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".tmp_{os.getpid()}_{uuid.uuid4().hex[:8]}_{name}")
+    return os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}_{name}")
+
+
+@contextlib.contextmanager
+def atomic_open(path, binary=True, fsync=False):
+    """Write ``path`` atomically: yields a file object on a hidden temp file in the same folder, which
+    replaces ``path`` when the block ends without error and is removed otherwise (also on
+    KeyboardInterrupt), so a crash never leaves a truncated file under the final name.
+
+    The temp file is created with open(..., 'x'): the result has the usual umask permissions
+    (mkstemp's would be owner-only, unreadable for a web server serving the pages). ``fsync``
+    flushes the data to disk before the rename (checkpoints).
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8"})) as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_open`)."""
+    with atomic_open(path, binary=False) as f:
+        f.write(text)
 
 
 def natural_sort_key(text):
@@ -181,20 +209,12 @@ def save_image(image_numpy, path):
     array = np.asarray(image_numpy)
     if array.dtype != np.uint8:
         raise ValueError(f"save_image expects uint8, got {array.dtype} for {path}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ext = os.path.splitext(path)[1]
     fmt = Image.registered_extensions().get(ext.lower())
     if fmt is None:
         raise ValueError(f"save_image: unknown image extension {ext!r} in {path}")
-    tmp = temp_path_for(path)
-    try:
-        with open(tmp, "xb") as f:
-            Image.fromarray(array).save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as f:
+        Image.fromarray(array).save(f, format=fmt)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class Visualizer:
         self.jsonl_path = os.path.join(self.run_dir, 'loss_log.jsonl')
         self.web_dir = os.path.join(self.run_dir, 'web')
         self.img_dir = os.path.join(self.web_dir, 'images')
-        self.use_html = not getattr(opt, 'no_html', False)
+        self.use_html = not opt.no_html
         self.max_samples_shown = max_samples_shown
         self.visual_order = []
         self.records = []
@@ -89,11 +89,7 @@ class Visualizer:
 
     def _truncate_after(self, resume_iter):
         self.records = [r for r in _read_jsonl(self.jsonl_path) if int(r.get('iter', 0)) <= resume_iter]
-        tmp = self.jsonl_path + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            for r in self.records:
-                f.write(json.dumps(r) + '\n')
-        os.replace(tmp, self.jsonl_path)
+        image_util.write_text_atomic(self.jsonl_path, ''.join(json.dumps(r) + '\n' for r in self.records))
         if os.path.isdir(self.img_dir):
             for fname in os.listdir(self.img_dir):
                 m = _IMAGE_NAME.match(fname)
