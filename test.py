@@ -99,11 +99,11 @@ def attention_maps(model, batch, opt):
             f"--save_attention needs a generator with attention maps (--netG dagan); "
             f"{type(net_g).__name__} (--netG {opt.netG}) has none"
         )
-    input_semantics, _ = model.preprocess_input(batch)
+    input_semantics, _, class_ids = model.preprocess_input_with_class_ids(batch)
     z = None
     if opt.use_vae:
         z, _, _ = model(batch, mode="encode")
-    fake, maps = net_g.forward_with_attention(input_semantics, z)
+    fake, maps = net_g.forward_with_attention(input_semantics, z, class_ids=class_ids)
     return fake, {k: v for k, v in maps.items() if v is not None}
 
 

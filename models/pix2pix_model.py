@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 
 from models import networks
-from models.networks.normalization import ONEHOT_LABELS_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +63,6 @@ class Pix2PixModel(nn.Module):
         # NHWC weights and activations (``--memory_format channels_last``, test.py's default): same
         # images, faster convolutions; state-dict keys and shapes unchanged, checkpoints written contiguous.
         self.memory_format = torch.contiguous_format
-        # D takes (label maps, images) and shares the label maps' work between fake and real; False
-        # builds the reference's concatenated input instead (same values up to rounding).
-        self.d_pair_input = True
         self.set_memory_format(getattr(opt, "memory_format", "contiguous"))
 
     def set_memory_format(self, name):
@@ -84,15 +80,15 @@ class Pix2PixModel(nn.Module):
     def forward(self, data, mode):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-        input_semantics, real_image = self.preprocess_input(data)
+        input_semantics, real_image, class_ids = self.preprocess_input_with_class_ids(data)
         if mode == "generator":
-            return self.compute_generator_loss(input_semantics, real_image)
+            return self.compute_generator_loss(input_semantics, real_image, class_ids)
         if mode == "discriminator":
-            return self.compute_discriminator_loss(input_semantics, real_image)
+            return self.compute_discriminator_loss(input_semantics, real_image, class_ids)
         if mode == "encode":
             return self.encode_z(real_image)
         with torch.no_grad():
-            fake_image, _ = self.generate_fake(input_semantics, real_image)
+            fake_image, _ = self.generate_fake(input_semantics, real_image, class_ids=class_ids)
         return fake_image
 
     def create_optimizers(self, opt):
@@ -118,6 +114,13 @@ class Pix2PixModel(nn.Module):
     # ------------------------------------------------------------------ input
     def preprocess_input(self, data):
         """-> (input_semantics [B,semantic_nc,H,W] one-hot (+ instance edge map), real image [B,3,H,W])."""
+        input_semantics, real_image, _ = self.preprocess_input_with_class_ids(data)
+        return input_semantics, real_image
+
+    def preprocess_input_with_class_ids(self, data):
+        """-> (input_semantics, real image, class ids [B,H,W] int64): :meth:`preprocess_input` and the
+        label map the one-hot channels encode (the generator's ``class_ids``: SPADE's look-up path
+        needs not recover them from the map)."""
         label_map = data["label"].to(self.device, non_blocking=True).long()
         if label_map.dim() != 4 or label_map.size(1) != 1:
             raise ValueError(f"data['label'] must be [B,1,H,W], got shape {tuple(label_map.shape)}")
@@ -135,10 +138,8 @@ class Pix2PixModel(nn.Module):
             instance = data["instance"].to(self.device, non_blocking=True)
             edges = instance_edges(instance).contiguous(memory_format=fmt)
             input_semantics = torch.cat((input_semantics, edges), dim=1)
-        # The class ids, for SPADE's look-up path (it would otherwise recover them from the map).
-        setattr(input_semantics, ONEHOT_LABELS_ATTR, label_map[:, 0])
         real_image = data["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
-        return input_semantics, real_image
+        return input_semantics, real_image, label_map[:, 0]
 
     @staticmethod
     def _check_label_range(label_map, nc, data):
@@ -157,9 +158,10 @@ class Pix2PixModel(nn.Module):
                 )
 
     # ------------------------------------------------------------------ losses
-    def compute_generator_loss(self, input_semantics, real_image):
+    def compute_generator_loss(self, input_semantics, real_image, class_ids=None):
         G_losses = {}
-        fake_image, KLD_loss = self.generate_fake(input_semantics, real_image, compute_kld_loss=self.opt.use_vae)
+        fake_image, KLD_loss = self.generate_fake(input_semantics, real_image, compute_kld_loss=self.opt.use_vae,
+                                                  class_ids=class_ids)
         if KLD_loss is not None:
             G_losses["KLD"] = KLD_loss
         pred_fake, pred_real = self.discriminate(input_semantics, fake_image, real_image)
@@ -178,9 +180,9 @@ class Pix2PixModel(nn.Module):
             G_losses["VGG"] = self.criterionVGG(fake_image, real_image) * self.opt.lambda_vgg
         return G_losses, fake_image
 
-    def compute_discriminator_loss(self, input_semantics, real_image):
+    def compute_discriminator_loss(self, input_semantics, real_image, class_ids=None):
         with torch.no_grad():
-            fake_image, _ = self.generate_fake(input_semantics, real_image)
+            fake_image, _ = self.generate_fake(input_semantics, real_image, class_ids=class_ids)
         # The reference marks this fake as requiring grad; nothing reads that gradient, so it is
         # not computed here (D's weight gradients, the only ones the D step uses, are the same).
         fake_image = fake_image.detach()
@@ -202,7 +204,7 @@ class Pix2PixModel(nn.Module):
         std = torch.exp(0.5 * logvar)
         return torch.randn_like(std) * std + mu
 
-    def generate_fake(self, input_semantics, real_image, compute_kld_loss=False):
+    def generate_fake(self, input_semantics, real_image, compute_kld_loss=False, class_ids=None):
         z = None
         KLD_loss = None
         if self.opt.use_vae:
@@ -211,18 +213,14 @@ class Pix2PixModel(nn.Module):
                 KLD_loss = self.KLDLoss(mu, logvar) * self.opt.lambda_kld
         # Under --amp the generator's last conv runs in bf16/fp16; the image itself is handed on as
         # fp32 (losses, D input, saved pictures).
-        fake_image = self.netG(input_semantics, z=z).float()
+        fake_image = self.netG(input_semantics, z=z, class_ids=class_ids).float()
         return fake_image, KLD_loss
 
     def discriminate(self, input_semantics, fake_image, real_image):
-        """D on fake and real in one pass (one concatenated batch), split back per scale and layer.
-        D gets the (label maps, images) pair whose channel concatenation is the reference's input
-        (see MultiscaleDiscriminator.forward)."""
+        """D on fake and real in one pass (one concatenated batch, both paired with the same label
+        maps: the D interface of models/networks), split back per scale and layer."""
         images = torch.cat([fake_image, real_image], dim=0)
-        if self.d_pair_input:
-            out = self.netD((input_semantics, images))
-        else:  # the reference's input, built in full (kept for the benchmark's reference computation)
-            out = self.netD(torch.cat([input_semantics.repeat(2, 1, 1, 1).to(images.dtype), images], dim=1))
+        out = self.netD(images, input_semantics)
         n = fake_image.size(0)
         pred_fake = [[t[:n] for t in scale] for scale in out]
         pred_real = [[t[n:] for t in scale] for scale in out]

@@ -132,7 +132,8 @@ class TrainEval:
             self.ema.update(self.model.netG)
 
     def _recalibration_inputs(self):
-        """Semantics of a fixed selection of training batches (same every time: deterministic)."""
+        """G inputs (semantics, z=None, class ids) of a fixed selection of training batches (same every
+        time: deterministic)."""
         ds = self.train_dataset
         bs = max(1, self.opt.batchSize)
         n = min(len(ds), bs * max(1, self.recalib_batches))
@@ -140,8 +141,8 @@ class TrainEval:
         loader = DataLoader(ds, batch_size=bs, sampler=order.tolist(), drop_last=n >= bs,
                             num_workers=0, generator=torch.Generator().manual_seed(self.opt.seed))
         for data_i in loader:
-            semantics, _ = self.model.preprocess_input(data_i)
-            yield (semantics,)
+            semantics, _, class_ids = self.model.preprocess_input_with_class_ids(data_i)
+            yield (semantics, None, class_ids)
 
     def evaluation_net(self):
         """The generator used for evaluation: the EMA with re-estimated BatchNorm statistics, or the
