@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from models import networks
 from models.base_model import BaseModel, Phase
-from models.networks.normalization import ONEHOT_LABELS_ATTR
 from util.distributed import unwrap
 
 logger = logging.getLogger(__name__)
@@ -87,9 +86,6 @@ class Pix2PixModel(BaseModel):
         # NHWC weights and activations (``--memory_format channels_last``, test.py's default): same
         # images, faster convolutions; state-dict keys and shapes unchanged, checkpoints written contiguous.
         self.memory_format = torch.contiguous_format
-        # D takes (label maps, images) and shares the label maps' work between fake and real; False
-        # builds the reference's concatenated input instead (same values up to rounding).
-        self.d_pair_input = True
         self.set_memory_format(opt.memory_format)
         self._visuals = {}
 
@@ -132,14 +128,14 @@ class Pix2PixModel(BaseModel):
                 Phase("discriminator", optimizer="D")]
 
     def compute_losses(self, phase, data):
-        input_semantics, real_image = self.preprocess_input(data)
+        input_semantics, real_image, class_ids = self.preprocess_input_with_class_ids(data)
         if phase == "generator":
-            losses, fake = self.compute_generator_loss(input_semantics, real_image)
+            losses, fake = self.compute_generator_loss(input_semantics, real_image, class_ids)
             self._visuals = {"input_label": data["label"], "synthesized_image": fake.detach(),
                              "real_image": data["image"]}
             return losses
         if phase == "discriminator":
-            return self.compute_discriminator_loss(input_semantics, real_image)
+            return self.compute_discriminator_loss(input_semantics, real_image, class_ids)
         raise ValueError(f"unknown phase {phase!r}; known: generator, discriminator")
 
     def get_current_visuals(self):
@@ -148,8 +144,8 @@ class Pix2PixModel(BaseModel):
     def network_inputs(self, name, data):
         if name != "G":
             raise ValueError(f"no inputs defined for net{name}")
-        semantics, _ = self.preprocess_input(data)
-        return (semantics,)
+        semantics, _, class_ids = self.preprocess_input_with_class_ids(data)
+        return (semantics, None, class_ids)
 
     @property
     def extra_visual_names(self):
@@ -161,18 +157,18 @@ class Pix2PixModel(BaseModel):
     def inference(self, data, extras=False):
         """{'input_label', 'synthesized_image' [B,3,H,W], 'real_image'} (+ attention with ``extras``).
         With --use_vae the style comes from data['image']."""
-        input_semantics, real_image = self.preprocess_input(data)
+        input_semantics, real_image, class_ids = self.preprocess_input_with_class_ids(data)
         z = self.encode_z(real_image)[0] if self.opt.use_vae else None
         out = {"input_label": data["label"]}
         if extras and self.extra_visual_names:
             net = unwrap(self.netG)
-            fake, maps = net.forward_with_attention(input_semantics, z)
+            fake, maps = net.forward_with_attention(input_semantics, z, class_ids=class_ids)
             if maps.get("sam") is not None:
                 out["sam_attention"] = maps["sam"]
             if maps.get("cam") is not None:
                 out["cam_weights"] = maps["cam"]
         else:
-            fake = self.netG(input_semantics, z=z)
+            fake = self.netG(input_semantics, z=z, class_ids=class_ids)
         out["synthesized_image"] = fake.float()
         out["real_image"] = data["image"]
         return out
@@ -180,6 +176,13 @@ class Pix2PixModel(BaseModel):
     # ------------------------------------------------------------------ input
     def preprocess_input(self, data):
         """-> (input_semantics [B,semantic_nc,H,W] one-hot (+ instance edge map), real image [B,3,H,W])."""
+        input_semantics, real_image, _ = self.preprocess_input_with_class_ids(data)
+        return input_semantics, real_image
+
+    def preprocess_input_with_class_ids(self, data):
+        """-> (input_semantics, real image, class ids [B,H,W] int64): :meth:`preprocess_input` and the
+        label map the one-hot channels encode (the generator's ``class_ids``: SPADE's look-up path
+        needs not recover them from the map)."""
         label_map = data["label"].to(self.device, non_blocking=True).long()
         if label_map.dim() != 4 or label_map.size(1) != 1:
             raise ValueError(f"data['label'] must be [B,1,H,W], got shape {tuple(label_map.shape)}")
@@ -197,10 +200,8 @@ class Pix2PixModel(BaseModel):
             instance = data["instance"].to(self.device, non_blocking=True)
             edges = instance_edges(instance).contiguous(memory_format=fmt)
             input_semantics = torch.cat((input_semantics, edges), dim=1)
-        # The class ids, for SPADE's look-up path (it would otherwise recover them from the map).
-        setattr(input_semantics, ONEHOT_LABELS_ATTR, label_map[:, 0])
         real_image = data["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
-        return input_semantics, real_image
+        return input_semantics, real_image, label_map[:, 0]
 
     @staticmethod
     def _check_label_range(label_map, nc, data):
@@ -219,9 +220,10 @@ class Pix2PixModel(BaseModel):
                 )
 
     # ------------------------------------------------------------------ losses
-    def compute_generator_loss(self, input_semantics, real_image):
+    def compute_generator_loss(self, input_semantics, real_image, class_ids=None):
         G_losses = {}
-        fake_image, KLD_loss = self.generate_fake(input_semantics, real_image, compute_kld_loss=self.opt.use_vae)
+        fake_image, KLD_loss = self.generate_fake(input_semantics, real_image, compute_kld_loss=self.opt.use_vae,
+                                                  class_ids=class_ids)
         if KLD_loss is not None:
             G_losses["KLD"] = KLD_loss
         pred_fake, pred_real = self.discriminate(input_semantics, fake_image, real_image)
@@ -240,9 +242,9 @@ class Pix2PixModel(BaseModel):
             G_losses["VGG"] = self.criterionVGG(fake_image, real_image) * self.opt.lambda_vgg
         return G_losses, fake_image
 
-    def compute_discriminator_loss(self, input_semantics, real_image):
+    def compute_discriminator_loss(self, input_semantics, real_image, class_ids=None):
         with torch.no_grad():
-            fake_image, _ = self.generate_fake(input_semantics, real_image)
+            fake_image, _ = self.generate_fake(input_semantics, real_image, class_ids=class_ids)
         # The reference marks this fake as requiring grad; nothing reads that gradient, so it is
         # not computed here (D's weight gradients, the only ones the D step uses, are the same).
         fake_image = fake_image.detach()
@@ -264,7 +266,7 @@ class Pix2PixModel(BaseModel):
         std = torch.exp(0.5 * logvar)
         return torch.randn_like(std) * std + mu
 
-    def generate_fake(self, input_semantics, real_image, compute_kld_loss=False):
+    def generate_fake(self, input_semantics, real_image, compute_kld_loss=False, class_ids=None):
         z = None
         KLD_loss = None
         if self.opt.use_vae:
@@ -273,18 +275,14 @@ class Pix2PixModel(BaseModel):
                 KLD_loss = self.KLDLoss(mu, logvar) * self.opt.lambda_kld
         # Under --amp the generator's last conv runs in bf16/fp16; the image itself is handed on as
         # fp32 (losses, D input, saved pictures).
-        fake_image = self.netG(input_semantics, z=z).float()
+        fake_image = self.netG(input_semantics, z=z, class_ids=class_ids).float()
         return fake_image, KLD_loss
 
     def discriminate(self, input_semantics, fake_image, real_image):
-        """D on fake and real in one pass (one concatenated batch), split back per scale and layer.
-        D gets the (label maps, images) pair whose channel concatenation is the reference's input
-        (see MultiscaleDiscriminator.forward)."""
+        """D on fake and real in one pass (one concatenated batch, both paired with the same label
+        maps: the D interface of models/networks), split back per scale and layer."""
         images = torch.cat([fake_image, real_image], dim=0)
-        if self.d_pair_input:
-            out = self.netD((input_semantics, images))
-        else:  # the reference's input, built in full (kept for the benchmark's reference computation)
-            out = self.netD(torch.cat([input_semantics.repeat(2, 1, 1, 1).to(images.dtype), images], dim=1))
+        out = self.netD(images, input_semantics)
         n = fake_image.size(0)
         pred_fake = [[t[:n] for t in scale] for scale in out]
         pred_real = [[t[n:] for t in scale] for scale in out]

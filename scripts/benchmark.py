@@ -64,7 +64,7 @@ if ROOT not in sys.path:
 
 import models  # noqa: E402
 from models.networks.loss import VGGLoss, vgg19_weights_path  # noqa: E402
-from models.networks.normalization import set_spade_impl  # noqa: E402
+from models.networks.ops import to_fast, to_reference  # noqa: E402
 from models.trainer import Trainer  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 from util.cpu import apply_cpu_settings, native_bf16  # noqa: E402
@@ -88,6 +88,10 @@ CONFIGS = {
                       d_pair_input=False, own_process=True),
 }
 DEFAULT_CONFIGS = "dagan,spade,dagan_bf16,reference"
+# The reference computation's layers (ops.to_reference kinds): plain SPADE layers and conv_64 (the old
+# impl="ref"), D's input concatenated in full (the old d_pair_input=False).
+SPADE_REF_KINDS = ("spade", "upsampled_conv")
+D_REF_KINDS = ("label_image_conv",)
 # Timed in alternation when both are asked for (the attention overhead is a few percent).
 INTERLEAVED = ("dagan", "spade")
 
@@ -166,7 +170,8 @@ def build(flags, impl, device_flag, random_vgg):
     if want_vgg and random_vgg:
         model.criterionVGG = VGGLoss(pretrained=False).to(opt.device)
         opt.no_vgg_loss = False
-    set_spade_impl(model, impl)
+    if impl == "ref":
+        to_reference(model, kinds=SPADE_REF_KINDS)
     return opt, model
 
 
@@ -346,7 +351,9 @@ class Prepared:
         self.trainer = Trainer(self.opt, self.model)
         self.freeze_d = spec.get("freeze_d", True)
         set_frozen_d(self.trainer, self.freeze_d)
-        self.model.d_pair_input = spec.get("d_pair_input", True)
+        self.d_pair_input = spec.get("d_pair_input", True)
+        if not self.d_pair_input:
+            to_reference(self.model, kinds=D_REF_KINDS)
         self.data = make_batch(self.opt)
         amp = self.opt.amp == "bf16"
         self._autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if amp else (
@@ -372,16 +379,15 @@ class Prepared:
         concatenated input)."""
         self.phase(step.__name__)
         executed = count_flops(step)
-        set_spade_impl(self.model, "ref")
-        pair = self.model.d_pair_input
+        kinds = SPADE_REF_KINDS + D_REF_KINDS
+        already = (SPADE_REF_KINDS if self.spec["impl"] == "ref" else ()) + (() if self.d_pair_input else D_REF_KINDS)
+        to_reference(self.model, kinds=kinds)
         set_frozen_d(self.trainer, False)
-        self.model.d_pair_input = False
         try:
             model = count_flops(step)
         finally:
-            set_spade_impl(self.model, self.spec["impl"])
+            to_fast(self.model, kinds=[k for k in kinds if k not in already])
             set_frozen_d(self.trainer, self.freeze_d)
-            self.model.d_pair_input = pair
         return executed, model
 
 
@@ -420,7 +426,7 @@ def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flo
         results[name] = {"config": name, "flags": p.flags, "crop_size": p.opt.crop_size, "batch": p.opt.batchSize,
                          "amp": p.opt.amp, "infer_memory_format": p.spec.get("infer_format", "channels_last"), "spade_impl": p.spec["impl"],
                          "cpu_malloc": p.opt.cpu_malloc, "freeze_D_in_G_step": p.freeze_d,
-                         "d_pair_input": p.model.d_pair_input,
+                         "d_pair_input": p.d_pair_input,
                          "train_peak_memory_mb": peak_memory_mb(p.device) if first else None}
         prepared.append(p)
     args.memory_measured = True

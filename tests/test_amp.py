@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.networks.normalization import FP32SpectralNorm, spectral_norm
+from models.networks.ops import FP32SpectralNorm, spectral_norm
 from models.pix2pix_model import Pix2PixModel
 from models.trainer import Trainer
 from test_model import make_opt as model_opt

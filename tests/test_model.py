@@ -102,41 +102,38 @@ def test_fake_and_real_go_through_D_in_one_pass(model, monkeypatch):
     calls = []
     original = model.netD.forward
 
-    def counting(x):
-        semantics, images = x  # the (label maps, images) pair: fake and real share the label maps
+    def counting(images, semantics):
+        # D's interface: fake and real images in one batch, paired with the same label maps.
         calls.append((semantics.shape[0], images.shape[0]))
-        return original(x)
+        return original(images, semantics)
 
     monkeypatch.setattr(model.netD, "forward", counting)
     model.compute_losses("discriminator", make_batch(model.opt))
     assert calls == [(2, 4)]
 
 
-def test_discriminator_pair_input_equals_concatenated_input():
-    """The (label maps, images) pair is the reference's concatenated input: same outputs, same
-    gradients for D's weights and for the images."""
-    import copy
+def test_preprocess_returns_the_class_ids_and_g_uses_them(monkeypatch):
+    """The label map the one-hot channels encode goes to G as ``class_ids`` (SPADE's look-up path)."""
+    model = Pix2PixModel(make_opt())
+    data = make_batch(model.opt)
+    semantics, image, ids = model.preprocess_input_with_class_ids(data)
+    assert ids.dtype == torch.int64 and torch.equal(ids, data["label"][:, 0])
+    n = model.opt.label_nc + 1  # + dontcare
+    assert torch.equal(semantics[:, :n].argmax(dim=1), ids)
+    plain_semantics, plain_image = model.preprocess_input(data)
+    assert torch.equal(plain_semantics, semantics) and torch.equal(plain_image, image)
+    seen = []
+    original = model.netG.forward
 
-    torch.manual_seed(3)
-    m = Pix2PixModel(make_opt())
-    semantics, real = m.preprocess_input(make_batch(m.opt))
-    results = []
-    for pair in (False, True):
-        netD = copy.deepcopy(m.netD)
-        images = real.clone().requires_grad_()
-        # Two groups (as fake and real) sharing the label maps, against the reference's input.
-        both = torch.cat([images, images.flip(0)], 0)
-        out = netD((semantics, both) if pair else torch.cat([torch.cat([semantics, semantics], 0), both], 1))
-        loss = sum((t * torch.linspace(-1, 1, t.numel()).view_as(t)).sum() for scale in out for t in scale)
-        loss.backward()
-        results.append((out, images.grad, {n: p.grad for n, p in netD.named_parameters()}))
-    (out_a, img_a, w_a), (out_b, img_b, w_b) = results
-    for scale_a, scale_b in zip(out_a, out_b):
-        for a, b in zip(scale_a, scale_b):
-            assert torch.allclose(a, b, atol=1e-5)
-    assert float(img_a.abs().max()) > 0 and torch.allclose(img_a, img_b, atol=1e-5)
-    for name, g in w_a.items():
-        assert torch.allclose(g, w_b[name], rtol=1e-4, atol=1e-4 * float(g.abs().max())), name
+    def spy(semantics, z=None, class_ids=None):
+        seen.append(class_ids)
+        return original(semantics, z=z, class_ids=class_ids)
+
+    monkeypatch.setattr(model.netG, "forward", spy)
+    model.compute_losses("generator", data)
+    model.compute_losses("discriminator", data)
+    model.inference(data)
+    assert len(seen) == 3 and all(c is not None and torch.equal(c, ids) for c in seen)
 
 
 def test_feature_matching_value():
@@ -146,8 +143,8 @@ def test_feature_matching_value():
     semantics, real = m.preprocess_input(data)
     losses, fake = m.compute_generator_loss(semantics, real)
     with torch.no_grad():
-        out_fake = m.netD(torch.cat([semantics, fake], 1))
-        out_real = m.netD(torch.cat([semantics, real], 1))
+        out_fake = m.netD(fake, semantics)
+        out_real = m.netD(real, semantics)
     expected = 0.0
     for f_scale, r_scale in zip(out_fake, out_real):
         for f, r in zip(f_scale[:-1], r_scale[:-1]):
@@ -219,18 +216,25 @@ def test_gan_mode_option_reaches_loss():
     assert 0.5 < losses["D_real"].item() < 1.5 and losses["D_Fake"].item() < 0.5
 
 
-def test_pair_input_and_reference_input_give_the_same_losses_and_gradients():
-    """d_pair_input=False builds the reference's concatenated D input (the benchmark's reference
-    computation); both forms give the same losses and the same gradients for G and D."""
+def test_reference_layers_give_the_same_losses_and_gradients():
+    """The model with reference layers (D's input concatenated in full; plain SPADE layers and conv_64)
+    gives the same losses and the same gradients for G and D (the benchmark's reference computation)."""
     import copy
+
+    from models.networks.ops import ReferenceLabelImageConv2d, ReferenceSPADE, to_reference
 
     torch.manual_seed(4)
     base = Pix2PixModel(make_opt())
     data = make_batch(base.opt)
     results = []
-    for pair in (True, False):
-        m = copy.deepcopy(base)
-        m.d_pair_input = pair
+    # (kinds, gradient tolerance relative to the largest gradient): the plain SPADE layers sum in
+    # another order through the whole generator, D's input form only in D's first convolutions.
+    variants = (((), 0.0), (("label_image_conv",), 1e-6), (("spade", "upsampled_conv", "label_image_conv"), 1e-5))
+    for kinds, _ in variants:
+        m = to_reference(copy.deepcopy(base), kinds=kinds)
+        types = {type(x) for x in m.modules()}
+        assert (ReferenceLabelImageConv2d in types) == ("label_image_conv" in kinds)
+        assert (ReferenceSPADE in types) == ("spade" in kinds)
         torch.manual_seed(0)
         g_losses = m.compute_losses("generator", data)
         d_losses = m.compute_losses("discriminator", data)
@@ -238,12 +242,13 @@ def test_pair_input_and_reference_input_give_the_same_losses_and_gradients():
         grads = {n: p.grad.clone() for net in (m.netG, m.netD) for n, p in net.named_parameters()
                  if p.grad is not None}
         results.append(({**g_losses, **d_losses}, grads))
-    (loss_a, grad_a), (loss_b, grad_b) = results
-    assert set(grad_a) == set(grad_b) and len(grad_a) > 0
-    for k in loss_a:
-        assert torch.allclose(loss_a[k], loss_b[k], rtol=1e-5, atol=1e-6), k
-    # Gradients that a following normalisation cancels (e.g. the biases before a BatchNorm) are
-    # rounding noise in both forms: the tolerance is set by the net's largest gradient.
-    scale = max(float(g.abs().max()) for g in grad_a.values())
-    for k, g in grad_a.items():
-        assert torch.allclose(g, grad_b[k], rtol=1e-4, atol=1e-6 * scale), (k, float((g - grad_b[k]).abs().max()))
+    loss_a, grad_a = results[0]
+    for (loss_b, grad_b), (_, tolerance) in zip(results[1:], variants[1:]):
+        assert set(grad_a) == set(grad_b) and len(grad_a) > 0
+        for k in loss_a:
+            assert torch.allclose(loss_a[k], loss_b[k], rtol=1e-5, atol=1e-6), k
+        # Gradients that a following normalisation cancels (e.g. the biases before a BatchNorm) are
+        # rounding noise in both forms: the tolerance is set by the net's largest gradient.
+        scale = max(float(g.abs().max()) for g in grad_a.values())
+        for k, g in grad_a.items():
+            assert torch.allclose(g, grad_b[k], rtol=1e-4, atol=tolerance * scale), (k, float((g - grad_b[k]).abs().max()))

@@ -165,7 +165,7 @@ def test_dagan_tail_is_spec_formula(no_sam, no_cam):
         assert x_in.shape[1] == 2 * opt.ngf and feat.shape[1] == opt.ngf
         parts = []
         if not no_cam:
-            prev = netG.conv_64(x_in)
+            prev = F.conv2d(x_in, netG.conv_64.weight, netG.conv_64.bias, padding=1)  # conv_64 on X
             delta = cam_weights_direct(prev, feat, netG.cab)[:, :, None, None]
             parts.append(prev + delta * feat)
         if not no_sam:
@@ -360,7 +360,7 @@ def test_output_shapes_every_dataset(dataset):
     assert image.shape == (2, 3, height, opt.crop_size)
     assert float(image.detach().abs().max()) <= 1.0
     netD = networks.define_D(opt)
-    out = netD(torch.cat([seg, image.detach()], 1))
+    out = netD(image.detach(), seg)
     assert len(out) == opt.num_D and all(len(scale) == opt.n_layers_D + 1 for scale in out)
     assert out[0][-1].shape[:2] == (2, 1) and out[1][0].shape[-1] < out[0][0].shape[-1]
 

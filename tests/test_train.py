@@ -238,7 +238,7 @@ def test_first_iteration_losses_follow_the_spec_formulas(synth_root, tmp_path, m
         nets.netG.load_state_dict(states['G'])
         nets.netD.load_state_dict(states['D'])
         fake = nets.netG(semantics)
-        out = nets.netD(torch.cat([torch.cat([semantics, fake], 1), torch.cat([semantics, real], 1)], 0))
+        out = nets.netD(torch.cat([fake, real], 0), semantics)
         return [[t[:n] for t in scale] for scale in out], [[t[n:] for t in scale] for scale in out]
 
     with torch.no_grad():

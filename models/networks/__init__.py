@@ -2,6 +2,23 @@
 
 ``define_G/D/E(opt)`` build a network, initialise it (``--init_type``, ``--init_variance``) and move
 it to ``opt.device``. ``modify_commandline_options`` adds the flags of the chosen networks.
+
+Interfaces every registered network keeps (the model calls nothing else):
+
+* generator: ``forward(semantics [B,semantic_nc,H,W], z=None, class_ids=None) -> image [B,3,H,W]``;
+  ``z`` [B,z_dim] for a VAE / noise-conditioned G (None: drawn or unused); ``class_ids`` int64
+  [B,H,W], the labels the one-hot channels of ``semantics`` encode (None: recovered from the map, or
+  a plain path; same image). Generators with attention maps add
+  ``forward_with_attention(semantics, z=None, class_ids=None) -> (image, {name: map})``.
+* discriminator: ``forward(images [k*B,3,H,W], semantics [B,S,H,W]) -> list (per scale / head) of
+  lists of features``, the score map last; image j is paired with label map j % B (fake and real go
+  through in one batch, k = 2). A conditional D uses ``semantics`` (the multiscale PatchGAN concatenates
+  them, computing their share of its first convolution once for the k groups; a projection D would
+  embed them), an unconditional one (a U-Net segmenter) ignores them.
+* encoder: ``forward(image [B,3,H,W]) -> (mu, logvar) [B,z_dim]``.
+
+Speed code lives in ``ops/``, each fast op beside its plain reference; ``ops.to_reference(net)``
+swaps a built network's fast layers for reference twins (tests, benchmarks).
 """
 
 import logging

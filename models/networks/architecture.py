@@ -1,80 +1,28 @@
 """SPADE residual block (the building block of the SPADE / DAGAN generator backbone)."""
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .normalization import SPADE, spectral_norm
+
+from .normalization import SPADE, as_pyramid
+from .ops.spectral_norm import spectral_norm
 
 LRELU_SLOPE = 0.2
-
-# Which of a 3x3 kernel's three taps (along one axis) fall on each of the two input pixels that
-# an output pixel of phase a sees when the input was nearest-upsampled 2x: output row 2i reads the
-# upsampled rows 2i-1, 2i, 2i+1 = input rows i-1, i, i; row 2i+1 reads 2i, 2i+1, 2i+2 = rows i, i, i+1.
-_UPSAMPLED_TAPS = (((1, 0, 0), (0, 1, 1)),   # phase 0: row i-1 <- k0, row i <- k1 + k2
-                   ((1, 1, 0), (0, 0, 1)))   # phase 1: row i <- k0 + k1, row i+1 <- k2
-
-
-def conv3x3_of_upsampled(x, weight, bias=None):
-    """``conv2d(upsample2x(x), weight, bias, padding=1)`` computed at x's resolution.
-
-    ``x [B,C,h,w]``, ``weight [O,C,3,3]`` -> ``[B,O,2h,2w]``. Each output pixel of the upsampled grid
-    sees only 2x2 distinct input pixels, so each of its four phases (row parity a, column parity b)
-    is a 2x2 convolution of x with the 3x3 kernel's taps summed accordingly; the four phases run as
-    one convolution with 4*O outputs over x padded by 1, and are interleaved into the 2h x 2w grid.
-    Same result up to float rounding (the taps are summed before, not after, the multiplication) at
-    4/9 of the multiply-adds, and the upsampled input is never read.
-    """
-    batch, channels, h, w = x.shape
-    out_channels = weight.size(0)
-    if weight.shape[1:] != (channels, 3, 3):
-        raise ValueError(f"conv3x3_of_upsampled needs a [O,{channels},3,3] weight, got {list(weight.shape)}")
-    taps = torch.tensor(_UPSAMPLED_TAPS, dtype=weight.dtype, device=weight.device)  # [phase, tap, k]
-    phase_weight = torch.einsum("apk,bql,oikl->oabipq", taps, taps, weight).reshape(4 * out_channels, channels, 2, 2)
-    phase_bias = None if bias is None else bias.repeat_interleave(4)
-    y = F.conv2d(F.pad(x, (1, 1, 1, 1)), phase_weight, phase_bias)  # [B, 4*O, h+1, w+1]
-    return _InterleavePhases.apply(y.unflatten(1, (out_channels, 2, 2)))  # [B, O, a, b, h+1, w+1] -> grid
-
-
-class _InterleavePhases(torch.autograd.Function):
-    """[B,O,2,2,h+1,w+1] -> [B,O,2h,2w]: out[..., 2i+a, 2j+b] = y[:, :, a, b, i+a, j+b] (phase (a, b)
-    starts a pixel later along each axis where it reads (i, i+1) instead of (i-1, i)). Four strided
-    copies each way; the backward zeroes only the row and column of each phase that the forward did
-    not read (autograd's slicing would zero-fill and then sum four full-size gradients)."""
-
-    @staticmethod
-    def forward(ctx, y):
-        batch, channels, _, _, h1, w1 = y.shape
-        h, w = h1 - 1, w1 - 1
-        out = y.new_empty(batch, channels, h, 2, w, 2)
-        for a in (0, 1):
-            for b in (0, 1):
-                out[:, :, :, a, :, b] = y[:, :, a, b, a:a + h, b:b + w]
-        return out.view(batch, channels, 2 * h, 2 * w)
-
-    @staticmethod
-    def backward(ctx, grad):
-        batch, channels, h2, w2 = grad.shape
-        h, w = h2 // 2, w2 // 2
-        grad = grad.reshape(batch, channels, h, 2, w, 2)
-        grad_y = grad.new_empty(batch, channels, 2, 2, h + 1, w + 1)
-        for a in (0, 1):
-            for b in (0, 1):
-                grad_y[:, :, a, b, a:a + h, b:b + w] = grad[:, :, :, a, :, b]
-                grad_y[:, :, a, b, h if a == 0 else 0, :] = 0
-                grad_y[:, :, a, b, :, w if b == 0 else 0] = 0
-        return grad_y
 
 
 class SPADEResnetBlock(nn.Module):
     """Residual block with SPADE normalisation.
 
-    ``forward(x [B,fin,H,W], seg [B,semantic_nc,h,w]) -> [B,fout,H,W]``.
+    ``SPADEResnetBlock(fin, fout, norm_G, semantic_nc, onehot_nc=0)``;
+    ``forward(x [B,fin,H,W], seg, class_ids=None) -> [B,fout,H,W]``, ``seg`` and ``class_ids`` as
+    :meth:`SPADE.forward <models.networks.normalization.SPADE.forward>` takes them (a tensor
+    [B,semantic_nc,h,w] and int64 [B,h,w] ids or None, or a shared ``SegmapPyramid``); ``onehot_nc``:
+    how many leading segmap channels are one-hot (see :class:`~models.networks.normalization.SPADE`).
     Main path: SPADE -> lReLU(0.2) -> 3x3 conv fin->fmid -> SPADE -> lReLU -> 3x3 conv fmid->fout,
     fmid = min(fin, fout). The shortcut is learned (SPADE -> 1x1 conv, no bias) only when fin != fout.
     With 'spectral' in ``norm_G`` every conv of the block is spectrally normalised.
     """
 
-    def __init__(self, fin, fout, norm_G, semantic_nc):
+    def __init__(self, fin, fout, norm_G, semantic_nc, onehot_nc=0):
         super().__init__()
         self.learned_shortcut = fin != fout
         fmiddle = min(fin, fout)
@@ -88,12 +36,13 @@ class SPADEResnetBlock(nn.Module):
             if self.learned_shortcut:
                 self.conv_s = spectral_norm(self.conv_s)
         spade_config = norm_G.replace("spectral", "")
-        self.norm_0 = SPADE(spade_config, fin, semantic_nc)
-        self.norm_1 = SPADE(spade_config, fmiddle, semantic_nc)
+        self.norm_0 = SPADE(spade_config, fin, semantic_nc, onehot_nc)
+        self.norm_1 = SPADE(spade_config, fmiddle, semantic_nc, onehot_nc)
         if self.learned_shortcut:
-            self.norm_s = SPADE(spade_config, fin, semantic_nc)
+            self.norm_s = SPADE(spade_config, fin, semantic_nc, onehot_nc)
 
-    def forward(self, x, seg):
+    def forward(self, x, seg, class_ids=None):
+        seg = as_pyramid(seg, class_ids)  # the three SPADE layers share one resize of the segmap
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), LRELU_SLOPE))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), LRELU_SLOPE))

@@ -1,4 +1,10 @@
-"""Multiscale PatchGAN discriminator (SPADE's, unchanged by DAGAN)."""
+"""Multiscale PatchGAN discriminator (SPADE's, unchanged by DAGAN).
+
+Discriminator interface (every ``--netD``): ``forward(images, semantics)`` with ``images [k*B,3,H,W]``
+(e.g. fake and real concatenated, k = 2) and ``semantics [B,S,H,W]`` the label maps; image j is
+paired with label map j % B. A conditional D uses the label maps (this one concatenates them with the
+images; a projection D would embed them), an unconditional one (a U-Net segmenter) ignores them.
+"""
 
 import logging
 import math
@@ -9,6 +15,7 @@ import torch.nn.functional as F
 
 from .base_network import BaseNetwork
 from .normalization import get_nonspade_norm_layer
+from .ops.label_image_conv import LabelImageConv2d
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +30,14 @@ def add_argument_once(parser, flag, **kwargs):
 
 
 class NLayerDiscriminator(BaseNetwork):
-    """PatchGAN. ``forward(x [B, semantic_nc+3, H, W])`` -> list of every layer's output; the last is
-    the patch score map [B,1,h,w]. Kernel 4, padding 2; first conv with bias and no norm; then
+    """PatchGAN on the channel concatenation [label map, image] (``input_nc`` = S + 3 channels).
+
+    ``forward(images [k*B,3,H,W], semantics [B,S,H,W])`` -> list of every layer's output, each for the
+    k*B images (image j with label map j % B); the last is the patch score map [k*B,1,h,w]. The first
+    conv (:class:`~models.networks.ops.label_image_conv.LabelImageConv2d`) computes the label maps'
+    share of it once for the k groups, without building the concatenation (same values up to
+    rounding as ``model0`` on ``cat([semantics repeated k times, images], 1)``).
+    Kernel 4, padding 2; first conv with bias and no norm; then
     ``n_layers_D - 1`` norm_D convs (stride 2, the last stride 1, width doubling up to 512); final conv
     to 1 channel with bias. Submodules ``model0`` .. ``model<n_layers_D>`` (official key layout).
     """
@@ -37,7 +50,7 @@ class NLayerDiscriminator(BaseNetwork):
         padw = int(math.ceil((kw - 1.0) / 2))
         nf = ndf
         norm_layer = get_nonspade_norm_layer(norm_D)
-        sequence = [[nn.Conv2d(input_nc, nf, kernel_size=kw, stride=2, padding=padw),
+        sequence = [[LabelImageConv2d(input_nc, nf, kernel_size=kw, stride=2, padding=padw),
                      nn.LeakyReLU(LRELU_SLOPE, False)]]
         for n in range(1, n_layers_D):
             nf_prev = nf
@@ -49,37 +62,25 @@ class NLayerDiscriminator(BaseNetwork):
         for n, layers in enumerate(sequence):
             self.add_module(f"model{n}", nn.Sequential(*layers))
 
-    def forward(self, input):
-        """``input``: the tensor above, or the pair (semantics [b,S,H,W], images [k*b,3,H,W]) standing
-        for the channel concatenation of each group of b images with the same b label maps."""
+    def forward(self, images, semantics):
         layers = list(self.children())
-        if isinstance(input, (tuple, list)):
-            results = [self.first_layer_of_pair(*input)]
-        else:
-            results = [layers[0](input)]
+        results = [layers[0][1:](layers[0][0](images, semantics))]
         for submodel in layers[1:]:
             results.append(submodel(results[-1]))
         return results
 
-    def first_layer_of_pair(self, semantics, images):
-        """``model0`` on the concatenation of each image group with the label maps, computed without
-        building it. A convolution is linear in its input channels: conv(cat(S, I), W) =
-        conv(S, W[:, :s]) + conv(I, W[:, s:]) + bias, so the label maps' part (s of the s+3 input
-        channels) is computed once for all k groups (fake and real) instead of k times, and needs no
-        backward in the G step; the checkpoint keeps the one weight tensor. Same values up to rounding."""
-        conv, activation = self.model0[0], self.model0[1:]
-        b, s = semantics.shape[:2]
-        shared = F.conv2d(semantics, conv.weight[:, :s], None, conv.stride, conv.padding)
-        own = F.conv2d(images, conv.weight[:, s:], conv.bias, conv.stride, conv.padding)
-        return activation((own.unflatten(0, (images.size(0) // b, b)) + shared).flatten(0, 1))
-
 
 class MultiscaleDiscriminator(BaseNetwork):
-    """``num_D`` PatchGANs; D_k sees the input average-pooled k times (k3, s2, p1, no pad counting).
+    """``num_D`` PatchGANs; D_k sees its input average-pooled k times (k3, s2, p1, no pad counting).
 
-    ``forward(x [B, semantic_nc+3, H, W]) -> list (per scale) of lists of features`` (each inner list
-    as :class:`NLayerDiscriminator` returns it, the score map last). Feature matching uses all but the
-    last entry; the GAN loss uses the last.
+    ``forward(images [k*B,3,H,W], semantics [B,S,H,W]) -> list (per scale) of lists of features``,
+    image j paired with label map j % B (the module doc's interface). Each inner list is what
+    :class:`NLayerDiscriminator` returns for the k*B images, the score map last: feature matching
+    uses all but the last entry, the GAN loss the last. Same values, up to rounding, as the reference:
+    each scale's PatchGAN on ``cat([semantics repeated k times, images], 1)`` pooled k times. Less work:
+    the label maps are pooled once per scale, never repeated or concatenated with the images, and each
+    scale's first convolution covers them once for all k groups; under autocast both are cast once,
+    before pooling; the input is not pooled after the last scale (the reference does, unused).
     """
 
     @staticmethod
@@ -105,33 +106,18 @@ class MultiscaleDiscriminator(BaseNetwork):
     def downsample(x):
         return F.avg_pool2d(x, kernel_size=3, stride=2, padding=[1, 1], count_include_pad=False)
 
-    def forward(self, input):
-        """``input``: the tensor above, or the pair (semantics [b,S,H,W], images [k*b,3,H,W]) standing
-        for the channel concatenation of each group of b images with the same b label maps (k = 2:
-        fake and real). The pair is the same computation (average pooling is per channel) with less
-        work: the label maps are pooled once per scale, without a backward, never duplicated or
-        concatenated with the images, and each scale's first convolution covers them once for all
-        groups (:meth:`NLayerDiscriminator.first_layer_of_pair`); under autocast both parts are cast
-        once, before pooling, instead of the whole input at every scale's first convolution. The
-        input is not pooled after the last scale (the reference does, unused)."""
-        pair = isinstance(input, (tuple, list))
-        if pair:
-            semantics, images = input
-            if semantics.size(0) == 0 or images.size(0) % semantics.size(0):
-                raise ValueError(f"D pair input: {images.size(0)} images for {semantics.size(0)} label maps; "
-                                 f"the images must be whole groups of the label-map batch")
-            device_type = images.device.type
-            if torch.is_autocast_enabled(device_type):
-                dtype = torch.get_autocast_dtype(device_type)
-                semantics, images = semantics.to(dtype), images.to(dtype)
-            semantics = semantics.to(images.dtype)
-        discriminators = list(self.children())
+    def forward(self, images, semantics):
+        if semantics.size(0) == 0 or images.size(0) % semantics.size(0):
+            raise ValueError(f"D input: {images.size(0)} images for {semantics.size(0)} label maps; "
+                             f"the images must be whole groups of the label-map batch")
+        device_type = images.device.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            semantics, images = semantics.to(dtype), images.to(dtype)
+        semantics = semantics.to(images.dtype)
         result = []
-        for k, discriminator in enumerate(discriminators):
+        for k, discriminator in enumerate(self.children()):
             if k > 0:
-                if pair:
-                    semantics, images = self.downsample(semantics), self.downsample(images)
-                else:
-                    input = self.downsample(input)
-            result.append(discriminator((semantics, images) if pair else input))
+                semantics, images = self.downsample(semantics), self.downsample(images)
+            result.append(discriminator(images, semantics))
         return result

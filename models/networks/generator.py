@@ -11,10 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .architecture import LRELU_SLOPE, SPADEResnetBlock, conv3x3_of_upsampled
+from .architecture import LRELU_SLOPE, SPADEResnetBlock
 from .attention import CAM_MODES, ChannelAttention, ScaleFusion, SpatialAttention
 from .base_network import BaseNetwork
-from .normalization import SegmapPyramid
+from .ops.resize import upsample2x
+from .ops.segmap import SegmapPyramid
+from .ops.upsampled_conv import UpsampledConv2d
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +42,19 @@ def compute_latent_vector_size(opt):
     return sw, sh
 
 
-def upsample2x(x):
-    """Nearest 2x upsampling in x's own dtype: under autocast, CPU torch would run it in fp32 (a cast
-    there and back for each bf16 feature map); nearest only copies values, so the result is the same."""
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        return F.interpolate(x, scale_factor=2, mode="nearest")
-
-
 class SPADEGenerator(BaseNetwork):
     """SPADE / GauGAN generator (the paper's baseline B1).
 
-    ``forward(seg [B,semantic_nc,H,W], z [B,z_dim] or None) -> image [B,3,H,W] in [-1,1]`` where
-    W = crop_size and H = round(crop_size / aspect_ratio) (the input's own size is not used for the
-    latent grid, as in the reference). With ``use_vae`` and ``z=None`` a z ~ N(0, I) is drawn.
+    ``forward(semantics [B,semantic_nc,H,W], z=None, class_ids=None) -> image [B,3,H,W] in [-1,1]``
+    where W = crop_size and H = round(crop_size / aspect_ratio) (the input's own size is not used for
+    the latent grid, as in the reference).
+
+    * ``semantics``: the one-hot label map (``onehot_channels`` = label_nc (+1 don't-care) channels),
+      then the instance edge map when used;
+    * ``z``: [B,z_dim] with ``use_vae`` (None draws z ~ N(0, I)); ignored without it;
+    * ``class_ids``: int64 [B,H,W], the labels the one-hot channels encode (``Pix2PixModel`` passes
+      the label map it built them from), for SPADE's look-up path. None: they are recovered from the
+      map when it is exactly one-hot, else (a soft map) SPADE convolves densely. Same image either way.
     """
 
     def __init__(self, opt):
@@ -87,7 +89,7 @@ class SPADEGenerator(BaseNetwork):
         if self.num_upsampling_layers == "most":
             widths["up_4"] = (1 * nf, nf // 2)
         for name, (fin, fout) in widths.items():
-            self.add_module(name, SPADEResnetBlock(fin, fout, opt.norm_G, semantic_nc))
+            self.add_module(name, SPADEResnetBlock(fin, fout, opt.norm_G, semantic_nc, self.onehot_channels))
         self.block_names = list(widths)
         self.block_channels = {name: fout for name, (_, fout) in widths.items()}
         self.final_nc = widths[self.block_names[-1]][1]
@@ -100,10 +102,10 @@ class SPADEGenerator(BaseNetwork):
             return self.num_upsampling_layers in ("more", "most")
         return True
 
-    def backbone(self, seg, z=None):
+    def backbone(self, seg, z=None, class_ids=None):
         """Run fc and every block; returns [(block input, block output)] in block order."""
         # One resize per feature size, shared by all SPADE layers (see SegmapPyramid).
-        pyramid = SegmapPyramid(seg, self.onehot_channels)
+        pyramid = SegmapPyramid(seg, class_ids)
         if self.use_vae:
             if z is None:
                 z = torch.randn(seg.size(0), self.z_dim, dtype=torch.float32, device=seg.device)
@@ -122,33 +124,35 @@ class SPADEGenerator(BaseNetwork):
     def to_image(self, x):
         return torch.tanh(self.conv_img(F.leaky_relu(x, LRELU_SLOPE)))
 
-    def forward(self, input, z=None):
-        return self.to_image(self.backbone(input, z)[-1][1])
+    def forward(self, semantics, z=None, class_ids=None):
+        return self.to_image(self.backbone(semantics, z, class_ids)[-1][1])
 
 
 class DAGANGenerator(SPADEGenerator):
     """DAGAN generator: SPADE backbone + SAM + CAM on the last backbone feature.
 
-    ``forward(seg [B,semantic_nc,H,W], z=None) -> image [B,3,H,W]`` and
-    ``forward_with_attention(seg, z=None) -> (image, {'sam': A_s [B,1,H,W], 'cam': delta [B,C]})``
-    (a key is absent when its branch is disabled), C = ngf (ngf // 2 with ``most``).
+    ``forward(semantics [B,semantic_nc,H,W], z=None, class_ids=None) -> image [B,3,H,W]`` and
+    ``forward_with_attention(semantics, z=None, class_ids=None) -> (image, {'sam': A_s [B,1,H,W],
+    'cam': delta [B,C]})`` (a key is absent when its branch is disabled), C = ngf (ngf // 2 with
+    ``most``); the arguments as :class:`SPADEGenerator` takes them.
 
     Official tail (default): with F the last block's output (``up_3``, C channels) and X the
     upsampled output of the block before it (2C channels, the input of ``up_3``),
-    F~ = conv_64(X) (3x3, 2C -> C), F_s = SAM(F), F_c = CAM-II(F~, F) = F~ + delta * F, and the
+    F~ = conv3x3(X) (``conv_64``, 2C -> C), F_s = SAM(F), F_c = CAM-II(F~, F) = F~ + delta * F, and the
     image is tanh(conv_img(lReLU(F_c + F_s))). With one branch disabled the image comes from that
     branch alone; with both disabled it is SPADE's. With ``most`` the same tail sits on the last two
     blocks (X = upsampled ``up_3`` output, nf channels; F = ``up_4`` output, nf // 2 channels).
 
     ``--cam_scales K > 1`` (paper Eq. 5): F~ fuses K scales, counting back from the block before the
-    last: conv_64(X) as above, plus each earlier block output through its own 1x1 conv to C channels
-    at its own resolution, nearest-upsampled to F's size; the K maps are concatenated and fused by a
-    1x1 conv K*C -> C (``cam_fusion``, see :class:`ScaleFusion`). K=1 is the official model.
+    last: conv3x3(X) as above (``conv_64``), plus each earlier block output through its own 1x1 conv
+    to C channels at its own resolution, nearest-upsampled to F's size; the K maps are concatenated
+    and fused by a 1x1 conv K*C -> C (``cam_fusion``, see :class:`ScaleFusion`). K=1 is the official
+    model.
 
-    ``impl`` ('fast', default | 'ref', set with ``set_spade_impl`` together with the SPADE layers):
-    X is the nearest-2x upsampling of the block before's output, so 'fast' runs conv_64 at that
-    block's resolution (:func:`conv3x3_of_upsampled`, 4/9 of the multiply-adds, same result up to
-    float rounding); 'ref' calls conv_64 on X as the reference does (and fires its module hooks).
+    X is the nearest-2x upsampling of the block before's output, so ``conv_64`` is an
+    :class:`~models.networks.ops.upsampled_conv.UpsampledConv2d` applied to that output: it runs at
+    that block's resolution (4/9 of the multiply-adds, same result up to float rounding) and holds the
+    parameters of the official 3x3 conv (``conv_64.weight``, ``conv_64.bias``).
     """
 
     @staticmethod
@@ -180,7 +184,7 @@ class DAGANGenerator(SPADEGenerator):
         if self.use_cam:
             if not self._upsample_before(self.block_names[-1]):
                 raise ValueError("DAGAN's CAM expects the last block's input to be upsampled")
-            self.conv_64 = nn.Conv2d(tail_in, tail_nc, 3, padding=1)
+            self.conv_64 = UpsampledConv2d(tail_in, tail_nc)
             self.cab = ChannelAttention(2 * tail_nc, tail_nc, mode=cam_mode)
             if self.cam_scales > 1:
                 earlier = self.block_names[-2 - (self.cam_scales - 1):-2]
@@ -189,22 +193,14 @@ class DAGANGenerator(SPADEGenerator):
                 self.cam_fusion = ScaleFusion(channels, tail_nc)
         if self.use_sam:
             self.spatialAtt = SpatialAttention()
-        self.impl = "fast"
-
-    def cam_previous(self, trace):
-        """conv_64(X), X = the last block's input = upsample2x(output of the block before)."""
-        if self.impl == "fast":
-            return conv3x3_of_upsampled(trace[-2][1], self.conv_64.weight, self.conv_64.bias)
-        if self.impl == "ref":
-            return self.conv_64(trace[-1][0])
-        raise ValueError(f"DAGANGenerator.impl must be 'fast' or 'ref', got {self.impl!r}")
 
     def attend(self, trace):
         """The DAGAN tail: (fused feature [B,C,H,W], attention dict)."""
         feat = trace[-1][1]
         attention = {}
         if self.use_cam:
-            previous = self.cam_previous(trace)
+            # conv3x3(X), X = the last block's input = upsample2x(the block before's output).
+            previous = self.conv_64(trace[-2][1])
             if self.cam_scales > 1:
                 others = [trace[-2 - k][1] for k in range(1, self.cam_scales)]
                 previous = self.cam_fusion(previous, others)
@@ -222,9 +218,9 @@ class DAGANGenerator(SPADEGenerator):
             fused = feat
         return fused, attention
 
-    def forward_with_attention(self, input, z=None):
-        fused, attention = self.attend(self.backbone(input, z))
+    def forward_with_attention(self, semantics, z=None, class_ids=None):
+        fused, attention = self.attend(self.backbone(semantics, z, class_ids))
         return self.to_image(fused), attention
 
-    def forward(self, input, z=None):
-        return self.forward_with_attention(input, z)[0]
+    def forward(self, semantics, z=None, class_ids=None):
+        return self.forward_with_attention(semantics, z, class_ids)[0]
