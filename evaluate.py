@@ -18,6 +18,7 @@ import torch
 
 from util.cpu import keep_freed_memory
 from util.metrics.evaluation import KNOWN_METRICS, SEG_MODELS, evaluate_folders, segmentation_scores
+from util.metrics.segmentation import SCORE_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ def format_table(results):
     rows = []
     for k, v in results.items():
         if k == "segmentation":
-            for sk in ("mIoU", "pixel_accuracy", "mean_accuracy"):
-                rows.append((f"{sk} ({v['seg_model']})", f"{100 * v[sk]:.2f}"))
+            for sk in ("pixel_accuracy", "mIoU", "mean_accuracy"):
+                rows.append((f"{SCORE_LABELS[sk]} ({v['seg_model']})", f"{v[sk]:.4f}"))
         elif isinstance(v, float):
             rows.append((k, f"{v:.4f}" if math.isfinite(v) else str(v)))
         else:

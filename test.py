@@ -47,6 +47,7 @@ from util.cpu import apply_cpu_settings
 from util.html import HTML
 from util.util import write_text_atomic
 from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared with train.py)
+from util.metrics.segmentation import format_scores
 
 logger = logging.getLogger(__name__)
 
@@ -244,9 +245,7 @@ def main(argv=None):
         metrics["layout"] = layout.scores()
         metric_tables.append(("Layout faithfulness (synthetic segmenter vs input labels)",
                               [[k, v] for k, v in metrics["layout"].items()]))
-        layout_scores = metrics["layout"]
-        print(f"layout score on {len(rows)} {opt.phase} images: pixel accuracy "
-              f"{layout_scores['pixel_accuracy']:.4f}, mIoU {layout_scores['mIoU']:.4f}")
+        print(f"layout score of the {len(rows)} synthesized {opt.phase} images: {format_scores(metrics['layout'])}")
     if evaluation is not None:
         metrics["evaluate"] = evaluation.run(web_dir, label_paths, model.evaluation_pair)
         metric_tables.append(("Evaluation (--evaluate)", _flatten(metrics["evaluate"])))

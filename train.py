@@ -33,6 +33,7 @@ from util import checkpoint as ckpt
 from util import ddp
 from util.cpu import apply_cpu_settings
 from util.distributed import barrier, is_main_process
+from util.metrics.segmentation import format_scores
 from util.train_eval import TrainEval, val_options
 from util.visualizer import Visualizer
 
@@ -60,35 +61,54 @@ def seed_everything(seed):
 # ------------------------------------------------------------------------------------------------
 # run directory: refuse to overwrite, resume or fine-tune
 
-def prepare_run_dir(opt):
-    """Check checkpoints/<name>/ against the options; returns ('new'|'state'|'weights', path)."""
-    # Every rank decides from the same directory contents: none looks before all have arrived,
-    # and none goes on while rank 0 may still be deleting a run replaced by --overwrite.
+def check_run_dir(opt):
+    """Read-only check of checkpoints/<name>/ against the options, before any work.
+
+    Returns (mode, source, existing): mode 'new' | 'state' (full-state resume) | 'weights'
+    (fine-tuning from weight-only files), the file it starts from, and the files of a previous run
+    that ``--overwrite`` replaces. Raises RunExistsError / FileNotFoundError with what to do.
+    """
+    # Every rank decides from the same directory contents: none looks before all have arrived.
     barrier()
     existing = ckpt.run_files(opt)
+    kind, path = ckpt.describe_resume_source(opt)
+    shown = ', '.join(os.path.basename(p) for p in existing[:6]) + (' ...' if len(existing) > 6 else '')
+    if existing and kind is None and (opt.continue_train or not opt.overwrite):
+        # e.g. killed during its first checkpoint: logs and a page, nothing to resume from.
+        raise RunExistsError(
+            f'{ckpt.run_dir(opt)} holds a run that stopped before its first checkpoint ({shown}): there is '
+            f'nothing to resume. Start it afresh with --overwrite, or choose another --name.')
     if opt.continue_train:
-        kind, path = ckpt.describe_resume_source(opt)
         if kind is None:
             raise FileNotFoundError(
                 f'--continue_train: {ckpt.run_dir(opt)} holds neither our full-state checkpoint '
                 f'{os.path.basename(ckpt.state_path(opt, opt.which_epoch))} nor official weights '
                 f'{opt.which_epoch}_net_<name>.pth (--which_epoch {opt.which_epoch}).')
-        return kind, path
-    if existing:
-        shown = ', '.join(os.path.basename(p) for p in existing[:6]) + (' ...' if len(existing) > 6 else '')
-        if not opt.overwrite:
-            raise RunExistsError(
-                f'{ckpt.run_dir(opt)} already holds a training run ({shown}). Refusing to overwrite it: '
-                f'use --continue_train to resume it, --overwrite to replace it, or choose another --name.')
-        if is_main_process():
-            logger.warning('--overwrite: removing the previous run in %s (%s)', ckpt.run_dir(opt), shown)
-            for path in existing:
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
+        return kind, path, []
+    if existing and not opt.overwrite:
+        raise RunExistsError(
+            f'{ckpt.run_dir(opt)} already holds a training run ({shown}). Refusing to overwrite it: '
+            f'use --continue_train to resume it, --overwrite to replace it, or choose another --name.')
+    return 'new', None, existing
+
+
+def clear_run_dir(opt, existing):
+    """The first writes of a start whose checks passed: --overwrite removes the previous run's files;
+    temporary files an earlier run left behind when it was killed mid-write are removed."""
+    if is_main_process():
+        if existing:
+            logger.warning('--overwrite: removing the previous run in %s (%s)', ckpt.run_dir(opt),
+                           ', '.join(os.path.basename(p) for p in existing))
+        for path in existing:
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        for path in ckpt.leftover_temp_files(opt):
+            logger.info('removing %s, left behind by an interrupted write', path)
+            os.remove(path)
+    # None goes on while rank 0 may still be deleting.
     barrier()
-    return 'new', None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,12 +227,11 @@ class Run:
 
 
 def _setup(opt, options):
-    """Run folder, options file, model, trainer, data and the resume state of a training run."""
-    mode, source = prepare_run_dir(opt)
-    if is_main_process():
-        options.save_options(opt)
-    logger.info('\n%s', options.format_options(opt))
+    """Model, trainer, data and the resume state of a training run, then its folder and options file.
 
+    Everything is checked (run folder, model, data, checkpoint) before the first file is written,
+    so a start that fails leaves an earlier run in the folder untouched and creates no folder."""
+    mode, source, existing = check_run_dir(opt)
     seed_everything(opt.seed)  # the same initial weights on every rank
     model = models.create_model(opt)
     if opt.world_size > 1:
@@ -227,6 +246,10 @@ def _setup(opt, options):
         run.resume_from_state(trainer, source, opt)
     elif mode == 'weights':
         run.fine_tune_from_weights(model, opt)
+    clear_run_dir(opt, existing)
+    if is_main_process():
+        options.save_options(opt)
+    logger.info('\n%s', options.format_options(opt))
     return model, trainer, dataloader, run
 
 
@@ -265,8 +288,7 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
     scores = {}
     if opt.dataset_mode == 'synthetic' and is_main_process():
         scores = evaluate_layout(opt, model, visualizer, max(loop.epoch, 0), loop.total_iters, train_eval)
-        print(f'layout score of the synthesized val images: pixel accuracy {scores["pixel_accuracy"]:.4f}, '
-              f'mIoU {scores["mIoU"]:.4f} (mean class accuracy {scores["mean_accuracy"]:.4f})')
+        print(f'layout score of the synthesized val images: {format_scores(scores)}')
     logger.info('training finished in %.1f s; checkpoints and web page in %s', time.time() - t_start,
                 ckpt.run_dir(opt))
     return scores

@@ -190,7 +190,8 @@ def test_loss_log_jsonl_every_iteration(synth_root, tmp_path):
     with open(tmp_path / 'log' / 'loss_log.txt', encoding='utf-8') as f:
         text = f.read()
     assert len(re.findall(r'^\(epoch: \d+, iters: \d+, time', text, re.M)) == 4
-    assert 'pixel_accuracy' in text
+    # the score in the one format train.py, test.py and evaluate.py print
+    assert f"pixel accuracy {evals[0]['pixel_accuracy']:.4f}, mIoU {evals[0]['mIoU']:.4f}, " in text
 
 
 def _instance_edges(instance):

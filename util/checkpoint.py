@@ -21,7 +21,7 @@ import random
 import numpy as np
 import torch
 
-from util.util import atomic_open
+from util.util import TEMP_PREFIX, atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +283,17 @@ def run_files(opt):
         found.extend(glob.glob(os.path.join(glob.escape(d), p)))
     if os.path.isdir(os.path.join(d, 'web')):
         found.append(os.path.join(d, 'web'))
+    return sorted(found)
+
+
+def leftover_temp_files(opt):
+    """Temporary files of interrupted atomic writes in the run folder and its page folders: the
+    hidden ``.tmp_*`` files of util.util.atomic_open (and ``.*.tmp`` of earlier versions)."""
+    found = []
+    for folder in (run_dir(opt), os.path.join(run_dir(opt), 'web'), os.path.join(run_dir(opt), 'web', 'images')):
+        if os.path.isdir(folder):
+            found += [os.path.join(folder, f) for f in os.listdir(folder)
+                      if f.startswith(TEMP_PREFIX) or (f.startswith('.') and f.endswith('.tmp'))]
     return sorted(found)
 
 

@@ -25,6 +25,7 @@ import dominate.util
 from util import html as html_page
 from util import util as image_util
 from util.distributed import is_main_process
+from util.metrics.segmentation import format_scores
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,7 @@ class Visualizer:
     def log_evaluation(self, epoch, total_iters, scores, split='val', what='layout'):
         """Log evaluation scores ({name: float}, e.g. pixel_accuracy, mIoU) and refresh the page."""
         values = {k: float(v) for k, v in scores.items()}
-        line = f'(epoch: {epoch}, iters: {total_iters}) {what} score on {split}: ' + ' '.join(
-            f'{k}: {v:.4f}' for k, v in values.items())
+        line = f'(epoch: {epoch}, iters: {total_iters}) {what} score on {split}: {format_scores(values)}'
         logger.info('%s', line)
         if not is_main_process():
             return
