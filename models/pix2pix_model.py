@@ -9,7 +9,7 @@ import logging
 import torch
 import torch.nn as nn
 
-from models import networks
+from models import networks, pix2pix_options
 from models.networks.normalization import ONEHOT_LABELS_ATTR
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,12 @@ class Pix2PixModel(nn.Module):
     """
 
     @staticmethod
-    def modify_commandline_options(parser, is_train, args=None):
-        """Network flags; ``args`` is the command line being parsed (default sys.argv[1:])."""
-        return networks.modify_commandline_options(parser, is_train, args)
+    def modify_commandline_options(parser, is_train):
+        return pix2pix_options.modify_commandline_options(parser, is_train)
+
+    @staticmethod
+    def validate_options(opt):
+        pix2pix_options.validate_options(opt)
 
     def __init__(self, opt):
         super().__init__()
