@@ -129,6 +129,9 @@ class BaseOptions:
     not_from_file = DERIVED_OPTIONS + PROCESS_OPTIONS
 
     def initialize(self, parser):
+        import data
+        import models
+
         # experiment
         parser.add_argument("--name", type=str, default="synthetic_dagan",
                             help="name of the experiment; checkpoints go to <checkpoints_dir>/<name>")
@@ -136,7 +139,7 @@ class BaseOptions:
                             help="GPU ids, e.g. 0  0,1,2  or -1 for CPU; CPU is used when no GPU exists")
         parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
         parser.add_argument("--model", type=str, default="pix2pix",
-                            help="which model to use (models/<model>_model.py)")
+                            help=f"which model to use (models/<model>_model.py): {', '.join(models.known_models())}")
         parser.add_argument("--seed", type=int, default=0, help="random seed (initialisation, data order, noise)")
         parser.add_argument("--verbose", action="store_true", help="debug-level logging")
         parser.add_argument("--dry_run", action="store_true",
@@ -159,8 +162,7 @@ class BaseOptions:
         # data loading, common to every dataset mode (each mode adds its own flags and defaults)
         parser.add_argument("--dataroot", type=str, default="./datasets/synthetic", help="root of the dataset")
         parser.add_argument("--dataset_mode", type=str, default="synthetic",
-                            help="dataset mode (data/<mode>_dataset.py): cityscapes, ade20k, coco, facades, "
-                                 "celebamask_hq, deepfashion, custom, synthetic")
+                            help=f"dataset mode (data/<mode>_dataset.py): {', '.join(data.known_dataset_modes())}")
         parser.add_argument("--batchSize", type=int, default=1,
                             help="global batch size (split evenly across processes under torchrun)")
         parser.add_argument("--preprocess_mode", type=str, default="scale_width_and_crop",
