@@ -2,7 +2,8 @@
 
 ``--dataset_mode <name>`` selects the module ``data/<name>_dataset.py`` and, inside it, the class whose
 lower-cased name equals ``<name>`` without underscores plus ``dataset`` (``celebamask_hq`` ->
-``CelebAMaskHQDataset``). An unknown name raises ``ValueError`` listing the known modes.
+``CelebAMaskHQDataset``). An unknown name raises ``util.errors.OptionError`` (a ``ValueError``) listing
+the known modes.
 """
 
 import importlib
@@ -14,6 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from data.base_dataset import BaseDataset
+from util.errors import OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,10 @@ def known_dataset_modes():
 
 
 def find_dataset_using_name(name):
-    """Return the dataset class registered as ``name``; ``ValueError`` listing known modes otherwise."""
+    """Return the dataset class registered as ``name``; ``OptionError`` listing known modes otherwise."""
     known = known_dataset_modes()
     if name not in known:
-        raise ValueError(f"unknown --dataset_mode {name!r}; known modes: {', '.join(known)}")
+        raise OptionError("--dataset_mode", name, known, kind="dataset mode")
     module = importlib.import_module(f"data.{name}_dataset")
     target = name.replace("_", "") + "dataset"
     for attr, cls in vars(module).items():

@@ -33,8 +33,6 @@ class ADE20KDataset(Pix2pixDataset):
         parser.set_defaults(dataroot="./datasets/ADEChallengeData2016", preprocess_mode="resize_and_crop",
                             load_size=286 if is_train else 256, crop_size=256, aspect_ratio=1.0,
                             display_winsize=256, label_nc=150, contain_dontcare_label=True, no_instance=True)
-        if is_train:
-            parser.set_defaults(niter=100, niter_decay=100, batchSize=8)
         return parser
 
     def get_paths(self, opt):
@@ -52,6 +50,6 @@ class ADE20KDataset(Pix2pixDataset):
         return label_paths, image_paths, []
 
     def remap_label(self, array, path):
-        if getattr(self.opt, "ade20k_label_shift", False):
+        if self.opt.ade20k_label_shift:
             return np.where(array == 0, self.opt.label_nc, array - 1)
         return array

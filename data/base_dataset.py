@@ -47,6 +47,11 @@ class BaseDataset(data.Dataset):
     def modify_commandline_options(parser, is_train):
         return parser
 
+    @staticmethod
+    def validate_options(opt):
+        """Check this dataset's option values after parsing (and set derived ones); raise
+        ``util.errors.OptionError``."""
+
     def set_epoch(self, epoch):
         """Called by the sampler each epoch; seeds the per-sample random crop and flip."""
         self.epoch = int(epoch)

@@ -22,10 +22,8 @@ class CityscapesDataset(Pix2pixDataset):
     def modify_commandline_options(parser, is_train):
         parser = Pix2pixDataset.modify_commandline_options(parser, is_train)
         parser.set_defaults(dataroot="./datasets/cityscapes", preprocess_mode="fixed", load_size=512, crop_size=512,
-                            aspect_ratio=2.0, num_upsampling_layers="more", display_winsize=512, label_nc=35,
-                            contain_dontcare_label=False, no_instance=False)
-        if is_train:
-            parser.set_defaults(niter=100, niter_decay=100, batchSize=8)
+                            aspect_ratio=2.0, display_winsize=512, label_nc=35, contain_dontcare_label=False,
+                            no_instance=False)
         return parser
 
     def get_paths(self, opt):

@@ -19,8 +19,6 @@ class CocoDataset(Pix2pixDataset):
         parser.set_defaults(dataroot="./datasets/coco_stuff", preprocess_mode="resize_and_crop",
                             load_size=286 if is_train else 256, crop_size=256, aspect_ratio=1.0,
                             display_winsize=256, label_nc=182, contain_dontcare_label=True, no_instance=False)
-        if is_train:
-            parser.set_defaults(niter=50, niter_decay=50, batchSize=32)
         return parser
 
     def get_paths(self, opt):

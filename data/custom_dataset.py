@@ -9,17 +9,19 @@ import logging
 import os
 
 from data.pix2pix_dataset import Pix2pixDataset, list_files
+from util.errors import OptionError
 
 logger = logging.getLogger(__name__)
 
 
-def add_folder_options(parser, required):
-    parser.add_argument("--label_dir", type=str, required=required, default="",
-                        help="folder of label maps (single-channel PNG of class ids)")
-    parser.add_argument("--image_dir", type=str, required=required, default="",
-                        help="folder of the photos paired with the label maps")
+def add_folder_options(parser, default_text):
+    """--label_dir, --image_dir, --instance_dir; ``default_text`` says what an empty folder flag means."""
+    parser.add_argument("--label_dir", type=str, default="",
+                        help=f"folder of label maps (single-channel PNG of class ids) (default: {default_text})")
+    parser.add_argument("--image_dir", type=str, default="",
+                        help=f"folder of the photos paired with the label maps (default: {default_text})")
     parser.add_argument("--instance_dir", type=str, default="",
-                        help="folder of instance-id maps; leave empty (and pass --no_instance) if none")
+                        help="folder of instance-id maps (default: none; then pass --no_instance)")
     return parser
 
 
@@ -39,11 +41,18 @@ class CustomDataset(Pix2pixDataset):
         parser = Pix2pixDataset.modify_commandline_options(parser, is_train)
         parser.set_defaults(preprocess_mode="resize_and_crop", load_size=286 if is_train else 256, crop_size=256,
                             display_winsize=256, label_nc=13, contain_dontcare_label=False)
-        return add_folder_options(parser, required=True)
+        return add_folder_options(parser, "none, required")
+
+    @staticmethod
+    def validate_options(opt):
+        Pix2pixDataset.validate_options(opt)
+        for flag, folder in (("--label_dir", opt.label_dir), ("--image_dir", opt.image_dir)):
+            if not folder:
+                raise OptionError(flag, None, f"required by --dataset_mode {opt.dataset_mode}")
 
     def folders(self, opt):
         """(label_dir, image_dir, instance_dir or '') of this dataset."""
-        return opt.label_dir, opt.image_dir, getattr(opt, "instance_dir", "")
+        return opt.label_dir, opt.image_dir, opt.instance_dir
 
     def get_paths(self, opt):
         label_dir, image_dir, instance_dir = self.folders(opt)

@@ -14,15 +14,17 @@ class DeepFashionDataset(CustomDataset):
     @staticmethod
     def modify_commandline_options(parser, is_train):
         parser = Pix2pixDataset.modify_commandline_options(parser, is_train)
-        parser = add_folder_options(parser, required=False)
+        parser = add_folder_options(parser, "<dataroot>/<phase>_label, <dataroot>/<phase>_img")
         parser.set_defaults(dataroot="./datasets/deepfashion", preprocess_mode="resize_and_crop",
                             load_size=286 if is_train else 256, crop_size=256, aspect_ratio=1.0,
                             display_winsize=256, label_nc=20, contain_dontcare_label=False, no_instance=True)
-        if is_train:
-            parser.set_defaults(niter=50, niter_decay=50, batchSize=32)
         return parser
+
+    @staticmethod
+    def validate_options(opt):
+        Pix2pixDataset.validate_options(opt)  # the folders default to <dataroot>/<phase>_label, _img
 
     def folders(self, opt):
         return (opt.label_dir or split_folder(opt.dataroot, opt.phase, "label"),
                 opt.image_dir or split_folder(opt.dataroot, opt.phase, "img"),
-                getattr(opt, "instance_dir", ""))
+                opt.instance_dir)

@@ -18,8 +18,6 @@ class FacadesDataset(Pix2pixDataset):
         parser.set_defaults(dataroot="./datasets/facades", preprocess_mode="resize_and_crop",
                             load_size=1054 if is_train else 1024, crop_size=1024, aspect_ratio=1.0,
                             display_winsize=1024, label_nc=13, contain_dontcare_label=False, no_instance=True)
-        if is_train:
-            parser.set_defaults(niter=50, niter_decay=50, batchSize=4)
         return parser
 
     def get_paths(self, opt):

@@ -19,12 +19,18 @@ import torch
 from PIL import Image
 
 from data.base_dataset import BaseDataset, check_preprocess_mode, get_params, transform_image, transform_map
+from util.errors import require_positive
 
 logger = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 _DIGITS = re.compile(r"(\d+)")
+
+
+def label_channels(opt):
+    """Number of label values (one-hot channels): the classes, plus the dontcare label if any."""
+    return opt.label_nc + (1 if opt.contain_dontcare_label else 0)
 
 
 def natural_key(text):
@@ -116,9 +122,24 @@ class Pix2pixDataset(BaseDataset):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
+        """The flags of every semantic dataset (label maps in, photos out); each mode calls this, then
+        sets its own defaults."""
+        parser.add_argument("--label_nc", type=int, default=182,
+                            help="number of label classes, without the dontcare label")
+        parser.add_argument("--contain_dontcare_label", action="store_true",
+                            help="the label map has a dontcare value 255, mapped to channel label_nc")
+        parser.add_argument("--no_instance", action="store_true",
+                            help="do not add the instance edge map as an input channel")
         parser.add_argument("--no_pairing_check", action="store_true",
                             help="do not check that label and image files pair by name")
         return parser
+
+    @staticmethod
+    def validate_options(opt):
+        """Sets ``semantic_nc``, the channels of the network input: one-hot labels (+ dontcare)
+        (+ the instance edge map). The only place it is computed."""
+        require_positive(opt, "label_nc")
+        opt.semantic_nc = label_channels(opt) + (0 if opt.no_instance else 1)
 
     def __init__(self, opt):
         self.opt = opt
@@ -133,11 +154,11 @@ class Pix2pixDataset(BaseDataset):
                 f"dataset {opt.dataset_mode!r} found no instance maps but --no_instance is not set; pass "
                 "--no_instance or provide the instance maps"
             )
-        check_names = not getattr(opt, "no_pairing_check", False)
+        check_names = not opt.no_pairing_check
         self.check_pairs(self.label_paths, self.image_paths, "image", check_names)
         if self.instance_paths:
             self.check_pairs(self.label_paths, self.instance_paths, "instance map", check_names)
-        self.num_label_values = opt.label_nc + (1 if opt.contain_dontcare_label else 0)
+        self.num_label_values = label_channels(opt)
 
     # ------------------------------------------------------------------ dataset-specific hooks
     def get_paths(self, opt):
@@ -197,7 +218,7 @@ class Pix2pixDataset(BaseDataset):
         label_path = self.label_paths[index]
         label = self.load_label(label_path)
         height, width = label.shape
-        rng = np.random.default_rng([int(getattr(opt, "seed", 0)), int(self.epoch), int(index)])
+        rng = np.random.default_rng([int(opt.seed), int(self.epoch), int(index)])
         params = get_params(opt, (width, height), rng)
         label_tensor = transform_map(label, opt, params)
 

@@ -12,7 +12,7 @@ import logging
 import torch
 import torch.nn as nn
 
-from models import networks
+from models import networks, pix2pix_options
 from models.base_model import BaseModel, Phase
 from util.distributed import unwrap
 
@@ -65,7 +65,11 @@ class Pix2PixModel(BaseModel):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
-        return networks.modify_commandline_options(parser, is_train)
+        return pix2pix_options.modify_commandline_options(parser, is_train)
+
+    @staticmethod
+    def validate_options(opt):
+        pix2pix_options.validate_options(opt)
 
     def __init__(self, opt):
         super().__init__(opt)
@@ -108,7 +112,7 @@ class Pix2PixModel(BaseModel):
         if self.netE is not None:
             G_params += list(self.netE.parameters())
         lrs = self.learning_rates(1)
-        betas = (opt.beta1, opt.beta2) if opt.no_TTUR else (0.0, 0.9)
+        betas = (opt.beta1, opt.beta2)  # (0, 0.9) under TTUR (models/pix2pix_options.py)
         # torch's fused Adam kernel (CPU and CUDA): one pass per tensor instead of one per operation.
         fused = all(p.dtype == torch.float32 for p in G_params) and self.device.type in ("cpu", "cuda")
         optimizers = {"G": torch.optim.Adam(G_params, lr=lrs["G"], betas=betas, fused=fused)}

@@ -1,9 +1,26 @@
 """Command-line options shared by training and testing.
 
-Flag names follow NVlabs SPADE so that existing command lines keep working. Components add their own
-flags next to their code: the model (and through it the networks) via ``models.get_option_setter`` and
-the dataset via ``data.get_option_setter``. Derived values (``semantic_nc``, ``gpu_ids`` as a list,
-``device``) are computed once, here, in :meth:`BaseOptions.parse`.
+Flag names follow NVlabs SPADE so that existing command lines keep working. Every flag is declared
+once, by the component that uses it:
+
+- here and in ``train_options.py`` / ``test_options.py``: the experiment, the generic data loading
+  (sizes, preprocessing, loader) and the schedule / logging / evaluation of a phase;
+- the model's ``modify_commandline_options`` (``models/<model>_options.py``): its losses and
+  optimiser, and through ``models.networks`` the flags of the chosen ``--netG`` (and ``--netD``
+  when training);
+- the dataset's ``modify_commandline_options`` (``data/<mode>_dataset.py``): its own flags and its
+  data facts as defaults (label_nc, sizes, ...);
+- ``options/spade_compat.py``: SPADE flags that are accepted but do nothing here.
+
+:meth:`BaseOptions.gather_options` builds the parser in passes (base -> model + networks -> dataset);
+the presets of the (model, dataset) pair (``models.get_presets``) and, with ``--load_from_opt_file``,
+the saved options of the run override the declared defaults (flags on the command line still win).
+The final parser, holding every flag with its effective default, handles ``--help``.
+
+:meth:`BaseOptions.parse` then calls the ``validate_options(opt)`` hooks (these options, the dataset,
+the model, which calls the networks'); they check their values and set derived ones (``semantic_nc``
+by the semantic datasets). A bad value is an :class:`util.errors.OptionError`, reported as argparse's
+one-line error (exit status 2) before any network or dataset is built and before anything is written.
 """
 
 import argparse
@@ -15,55 +32,114 @@ import sys
 import torch
 
 from data.base_dataset import PREPROCESS_MODES
+from options.spade_compat import add_noop_flags, pop_noop_flags
+from util.errors import OptionError, require_non_negative, require_positive
 
 logger = logging.getLogger(__name__)
 
 
-# Options computed from others; never written to opt.json / opt.txt and never read back from them.
-PROCESS_OPTIONS = ("memory_format", "cpu_malloc")
+# Values computed by the hooks; never written to opt.json / opt.txt and never read back from them.
 DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank")
+# Choices of this process, not of the run: --load_from_opt_file does not take them from the file.
+PROCESS_OPTIONS = ("memory_format", "cpu_malloc", "gpu_ids", "nThreads", "verbose", "dry_run",
+                   "load_from_opt_file", "overwrite", "continue_train")
+# Preprocessing modes that resize the image so that its width / short side is --load_size, then crop.
+RESIZE_THEN_CROP_MODES = ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop")
 
 
-def str2bool(value):
-    """argparse type for explicit booleans (``--flag true``)."""
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("yes", "true", "t", "1", "y"):
-        return True
-    if value.lower() in ("no", "false", "f", "0", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's effective default and where it comes from when not from the declaration:
+    ``(default: 4, preset pix2pix/synthetic)``. Help texts that state their default themselves
+    (``(default: ...)``), and flags whose default is None (their text says what None means) get no
+    automatic suffix, so no default is shown twice."""
+
+    default_origins = {}
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default is argparse.SUPPRESS or action.default is None
+                or "%(default)" in text or "(default" in text):
+            return text
+        origin = self.default_origins.get(action.dest)
+        if origin:
+            return text + " (default: %(default)s, " + origin.replace("%", "%%") + ")"
+        return text + " (default: %(default)s)"
 
 
 class OptionParser(argparse.ArgumentParser):
-    """An ArgumentParser that remembers the command line it is parsing.
+    """The options' ArgumentParser.
 
-    Option setters of models, networks and datasets peek at the partly built options with
-    ``parser.parse_known_args()``; they then see the same arguments as ``BaseOptions.parse(args)``
-    instead of ``sys.argv``.
+    - Remembers the command line it parses, so that option setters can peek at the partly built
+      options with ``parser.parse_known_args()`` (no arguments) and see the same arguments as
+      ``BaseOptions.parse(args)`` instead of ``sys.argv``.
+    - Holds *layered defaults* (the presets, then the saved options of ``--load_from_opt_file``):
+      values that beat the declared defaults, including those declared later by a setter; every
+      parse (the peeks too) starts from them.
+    - Errors are one line, ``<prog>: error: <message>``, exit status 2 (no usage block: the list of
+      flags is long; ``--help`` shows it).
+    - No abbreviated flags: a partial parser of an early pass could expand an abbreviation to a
+      different flag than the final one.
     """
 
-    command_line = None
+    def __init__(self, command_line, **kwargs):
+        super().__init__(add_help=False, allow_abbrev=False, formatter_class=HelpFormatter, **kwargs)
+        self.command_line = list(command_line)
+        self.layered_defaults = {}
+        self.default_origins = {}
+
+    def declared(self):
+        """dest names of every flag declared so far."""
+        return {action.dest for action in self._actions}
+
+    def set_layers(self, *layers):
+        """``layers``: (values dict, origin text) pairs, lowest priority first."""
+        self.layered_defaults = {}
+        for values, origin in layers:
+            self.layered_defaults.update(values)
+            self.default_origins.update({name: origin for name in values})
+
+    def effective_defaults(self):
+        """Make the layered defaults the parser's defaults (for --help and the opt.txt marks)."""
+        declared = self.declared()
+        self.set_defaults(**{k: v for k, v in self.layered_defaults.items() if k in declared})
 
     def parse_known_args(self, args=None, namespace=None):
-        if args is None and self.command_line is not None:
+        if args is None:
             args = self.command_line
+        if namespace is None:
+            declared = self.declared()
+            namespace = argparse.Namespace(**{k: v for k, v in self.layered_defaults.items() if k in declared})
         return super().parse_known_args(args, namespace)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def _get_formatter(self):
+        formatter = super()._get_formatter()
+        formatter.default_origins = self.default_origins
+        return formatter
 
 
 class BaseOptions:
-    """Builds the parser in three passes (base -> model/networks -> dataset) and resolves derived values."""
+    """Builds the parser in passes and validates the result; see the module docstring."""
 
     isTrain = False
+    prog = None  # program name in messages ('train.py', 'test.py'); None = sys.argv[0]
+    # Options of a saved run that --load_from_opt_file does not take over.
+    not_from_file = DERIVED_OPTIONS + PROCESS_OPTIONS
 
     def initialize(self, parser):
+        import data
+        import models
+
         # experiment
         parser.add_argument("--name", type=str, default="synthetic_dagan",
                             help="name of the experiment; checkpoints go to <checkpoints_dir>/<name>")
         parser.add_argument("--gpu_ids", type=str, default="0",
                             help="GPU ids, e.g. 0  0,1,2  or -1 for CPU; CPU is used when no GPU exists")
         parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
-        parser.add_argument("--model", type=str, default="pix2pix", help="which model to use")
+        parser.add_argument("--model", type=str, default="pix2pix",
+                            help=f"which model to use (models/<model>_model.py): {', '.join(models.known_models())}")
         parser.add_argument("--seed", type=int, default=0, help="random seed (initialisation, data order, noise)")
         parser.add_argument("--verbose", action="store_true", help="debug-level logging")
         parser.add_argument("--dry_run", action="store_true",
@@ -77,17 +153,16 @@ class BaseOptions:
         parser.add_argument("--cpu_malloc", type=str, default="keep", choices=["keep", "system"],
                             help="CPU runs: 'keep' makes glibc reuse freed memory instead of page-faulting every "
                                  "large tensor in again (faster; peak memory stays reserved), 'system' leaves it as is")
-
-        # normalisation
-        parser.add_argument("--norm_G", type=str, default="spectralspadesyncbatch3x3",
-                            help="normalisation of the generator, e.g. spectralspadesyncbatch3x3, spadeinstance3x3")
-        parser.add_argument("--norm_D", type=str, default="spectralinstance",
-                            help="normalisation of the discriminator")
-        parser.add_argument("--norm_E", type=str, default="spectralinstance", help="normalisation of the encoder")
         parser.add_argument("--phase", type=str, default="train", choices=["train", "val", "test"],
                             help="train, val or test split")
+        parser.add_argument("--load_from_opt_file", action="store_true",
+                            help="take option defaults from <checkpoints_dir>/<name>/opt.json (flags given "
+                                 "now still win)")
 
-        # input / output sizes
+        # data loading, common to every dataset mode (each mode adds its own flags and defaults)
+        parser.add_argument("--dataroot", type=str, default="./datasets/synthetic", help="root of the dataset")
+        parser.add_argument("--dataset_mode", type=str, default="synthetic",
+                            help=f"dataset mode (data/<mode>_dataset.py): {', '.join(data.known_dataset_modes())}")
         parser.add_argument("--batchSize", type=int, default=1,
                             help="global batch size (split evenly across processes under torchrun)")
         parser.add_argument("--preprocess_mode", type=str, default="scale_width_and_crop",
@@ -98,130 +173,137 @@ class BaseOptions:
                             help="crop to this size; the generator's output width")
         parser.add_argument("--aspect_ratio", type=float, default=1.0,
                             help="width / height of the generated image")
-        parser.add_argument("--label_nc", type=int, default=182,
-                            help="number of label classes, without the dontcare label")
-        parser.add_argument("--contain_dontcare_label", action="store_true",
-                            help="the label map has a dontcare value 255, mapped to channel label_nc")
-        parser.add_argument("--output_nc", type=int, default=3, help="number of output image channels")
-
-        # dataset loading
-        parser.add_argument("--dataroot", type=str, default="./datasets/synthetic", help="root of the dataset")
-        parser.add_argument("--dataset_mode", type=str, default="synthetic",
-                            help="cityscapes, ade20k, coco, facades, celebamask_hq, deepfashion, custom, synthetic")
         parser.add_argument("--serial_batches", action="store_true",
                             help="take images in order instead of shuffling")
         parser.add_argument("--no_flip", action="store_true", help="no random horizontal flip")
         parser.add_argument("--nThreads", default=0, type=int, help="data loader worker processes")
         parser.add_argument("--max_dataset_size", type=int, default=sys.maxsize,
-                            help="use at most this many samples (after natural sorting)")
-        parser.add_argument("--load_from_opt_file", action="store_true",
-                            help="take option defaults from <checkpoints_dir>/<name>/opt.json")
-        parser.add_argument("--display_winsize", type=int, default=400, help="display window size")
-
-        # generator
-        parser.add_argument("--netG", type=str, default="dagan",
-                            help="generator architecture: dagan (SPADE backbone + SAM/CAM) or spade")
-        parser.add_argument("--ngf", type=int, default=64, help="number of generator filters in the last conv layer")
-        parser.add_argument("--init_type", type=str, default="xavier",
-                            choices=["normal", "xavier", "xavier_uniform", "kaiming", "orthogonal", "none"],
-                            help="network initialisation")
-        parser.add_argument("--init_variance", type=float, default=0.02, help="variance (gain) of the initialisation")
-        parser.add_argument("--z_dim", type=int, default=256, help="dimension of the latent z vector")
-
-        # instance-wise features and style encoder
-        parser.add_argument("--no_instance", action="store_true", help="do not add the instance edge map as input")
-        parser.add_argument("--nef", type=int, default=16, help="encoder filters in the first conv layer")
-        parser.add_argument("--use_vae", action="store_true", help="enable training with an image encoder")
+                            help="use at most this many samples, after natural sorting (default: all)")
+        parser.add_argument("--display_winsize", type=int, default=400,
+                            help="width of the images on the web pages (at most 256 on the training page)")
         return parser
+
+    # ------------------------------------------------------------------ validation
+    @staticmethod
+    def validate_options(opt):
+        """Checks of the flags declared in :meth:`initialize`."""
+        require_positive(opt, "batchSize", "load_size", "crop_size", "display_winsize", "max_dataset_size")
+        require_positive(opt, "aspect_ratio", kind="number")
+        require_non_negative(opt, "nThreads")
+        parse_gpu_ids(opt.gpu_ids)
+        if opt.preprocess_mode in RESIZE_THEN_CROP_MODES and opt.load_size < opt.crop_size:
+            raise OptionError("--load_size", opt.load_size,
+                              f"must be at least --crop_size {opt.crop_size}: --preprocess_mode "
+                              f"{opt.preprocess_mode} resizes to --load_size, then crops --crop_size")
+
+    def apply_phase_rules(self, opt, given):
+        """Values that depend on which flags were given (``given``: their dest names)."""
 
     # ------------------------------------------------------------------ parsing
     def gather_options(self, args=None):
-        """Three-pass parse so that the chosen model and dataset can add flags and set defaults."""
+        """Build the parser in passes and parse ``args`` (default: sys.argv) with it.
+
+        1. base (this class's :meth:`initialize`);
+        2. ``--load_from_opt_file``: the saved options become layered defaults (they may name the
+           model and the dataset);
+        3. the presets of (model, dataset_mode), below the saved options;
+        4. the model's option setter (it adds the networks' flags);
+        5. the dataset's option setter;
+        6. the SPADE no-op flags, then the final parse with ``--help``: every flag applies, with its
+           effective default.
+        """
         import data
         import models
 
-        parser = OptionParser(
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-            description="DAGAN / SPADE semantic image synthesis",
-        )
-        parser.command_line = list(sys.argv[1:] if args is None else args)
-        parser = self.initialize(parser)
-        opt, _ = parser.parse_known_args(args)
-
-        parser = models.get_option_setter(opt.model)(parser, self.isTrain)
-        opt, _ = parser.parse_known_args(args)
-
-        parser = data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
-        opt, _ = parser.parse_known_args(args)
-
-        if opt.load_from_opt_file:
-            parser = self.update_options_from_file(parser, opt)
-
-        # The final, strict parse: unknown flags and bad values stop here with argparse's message.
-        opt = parser.parse_args(args)
+        command_line = list(sys.argv[1:] if args is None else args)
+        parser = OptionParser(command_line, prog=self.prog, description="DAGAN / SPADE semantic image synthesis")
         self.parser = parser
-        return opt
+        self.initialize(parser)
+        opt, _ = parser.parse_known_args()
+
+        saved, saved_origin = {}, None
+        if opt.load_from_opt_file:
+            saved, saved_origin = self.read_option_file(opt), f"from {self.option_file_path(opt, 'json')}"
+            parser.set_layers((saved, saved_origin))
+            opt, _ = parser.parse_known_args()
+
+        presets = models.get_presets(opt.model, opt.dataset_mode, self.isTrain)
+        parser.set_layers((presets, f"preset {opt.model}/{opt.dataset_mode}"), (saved, saved_origin))
+
+        models.get_option_setter(opt.model)(parser, self.isTrain)
+
+        before = {action.dest: action.default for action in parser._actions}
+        data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
+        for action in parser._actions:
+            if (action.dest in before and action.default != before[action.dest]
+                    and action.dest not in parser.layered_defaults):
+                parser.default_origins[action.dest] = f"dataset {opt.dataset_mode}"
+
+        add_noop_flags(parser, self.isTrain)
+        parser.effective_defaults()
+        parser.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,
+                            help="show this help message (the flags of the chosen --model, --netG, --netD "
+                                 "and --dataset_mode, with their effective defaults) and exit")
+        return parser.parse_args()
 
     @staticmethod
     def option_file_path(opt, ext="json"):
         return os.path.join(opt.checkpoints_dir, opt.name, f"opt.{ext}")
 
-    def update_options_from_file(self, parser, opt):
+    def read_option_file(self, opt):
+        """The saved options of ``--load_from_opt_file`` that this run takes over."""
         path = self.option_file_path(opt, "json")
         if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"--load_from_opt_file: {path} does not exist (it is written by train.py at the start of a run)"
-            )
+            raise OptionError("--load_from_opt_file", None,
+                              f"{path} does not exist (train.py writes it at the start of a run)")
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-        known = {action.dest for action in parser._actions}
-        # Options of the run being loaded become defaults; flags given now still win. The layout and
-        # allocator are choices of this process (test.py runs channels-last), not of the model.
-        parser.set_defaults(**{k: v for k, v in saved.items()
-                               if k in known and k not in DERIVED_OPTIONS and k not in PROCESS_OPTIONS})
-        return parser
+        return {k: v for k, v in saved.items() if k not in self.not_from_file}
 
     def parse(self, args=None):
-        """Parse ``args`` (default: sys.argv) and resolve the derived options. Writes nothing."""
-        opt = self.gather_options(args)
-        opt.isTrain = self.isTrain
-        given = set(_explicit_flags(args if args is not None else sys.argv[1:]))
+        """Parse ``args`` (default: sys.argv), validate, resolve the derived options. Writes nothing.
 
-        if not self.isTrain and "load_size" not in given:
-            # Test phase: no random crop, the network sees the whole (resized) image.
-            opt.load_size = opt.crop_size
+        A bad value exits with argparse's one-line error, status 2."""
+        import data
+        import models
 
-        if self.isTrain and opt.memory_format == "channels_last":
-            raise ValueError(
-                "--memory_format channels_last is for inference only (test.py): with torch's kernels, "
-                "channels-last training gave wrong gradients in this model (tests/test_perf.py keeps the "
-                "reproduction); train with the default --memory_format contiguous")
-        opt.semantic_nc = opt.label_nc + (1 if opt.contain_dontcare_label else 0) + (0 if opt.no_instance else 1)
-        _check_positive(opt)
-        resolve_device(opt)
+        try:
+            opt = self.gather_options(args)
+            opt.isTrain = self.isTrain
+            pop_noop_flags(opt)
+            self.apply_phase_rules(opt, set(_explicit_flags(self.parser.command_line)))
+            type(self).validate_options(opt)
+            data.find_dataset_using_name(opt.dataset_mode).validate_options(opt)
+            models.find_model_using_name(opt.model).validate_options(opt)
+            resolve_device(opt)
+        except OptionError as err:
+            self.parser.error(str(err))
         self.opt = opt
         return opt
 
     # ------------------------------------------------------------------ saving
     def option_items(self, opt):
-        """(name, value, default) of every parser option, sorted by name; derived values excluded."""
-        items = []
+        """(name, value, default) of every option, sorted by name; derived values excluded."""
+        items = {}
         for action in self.parser._actions:
-            if action.dest in ("help",) or action.dest in DERIVED_OPTIONS:
+            # help and the SPADE no-op flags (SUPPRESS) are no options; a second flag of the same
+            # option (--vgg_loss for no_vgg_loss) adds nothing.
+            if action.default is argparse.SUPPRESS or action.dest in DERIVED_OPTIONS or action.dest in items:
                 continue
             value = getattr(opt, action.dest)
             if action.dest == "gpu_ids" and isinstance(value, list):
                 value = ",".join(str(i) for i in value) if value else "-1"
-            items.append((action.dest, value, action.default))
-        return sorted(items)
+            items[action.dest] = (action.dest, value, action.default)
+        return sorted(items.values())
 
     def format_options(self, opt):
         lines = ["----------------- Options ---------------"]
         for name, value, default in self.option_items(opt):
             mark = "" if value == default else f"\t[default: {default}]"
             lines.append(f"{name:>25}: {value!s:<30}{mark}")
-        lines.append(f"{'semantic_nc':>25}: {opt.semantic_nc!s:<30}\t[derived]")
-        lines.append(f"{'device':>25}: {opt.device!s:<30}\t[derived]")
+        for name in ("semantic_nc", "device"):
+            if name in vars(opt):
+                lines.append(f"{name:>25}: {vars(opt)[name]!s:<30}\t[derived]")
         lines.append("----------------- End -------------------")
         return "\n".join(lines)
 
@@ -240,19 +322,11 @@ def _explicit_flags(argv):
             yield token[2:].split("=", 1)[0]
 
 
-def _check_positive(opt):
-    for name in ("batchSize", "crop_size", "load_size", "label_nc", "ngf"):
-        if getattr(opt, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(opt, name)}")
-    if opt.aspect_ratio <= 0:
-        raise ValueError(f"--aspect_ratio must be positive, got {opt.aspect_ratio}")
-
-
 def parse_gpu_ids(text):
     try:
         ids = [int(t) for t in str(text).split(",") if t.strip() != ""]
     except ValueError:
-        raise ValueError(f"--gpu_ids must be a comma-separated list of integers or -1, got {text!r}") from None
+        raise OptionError("--gpu_ids", text, "must be a comma-separated list of integers, or -1 for CPU") from None
     return [i for i in ids if i >= 0]
 
 
@@ -264,6 +338,9 @@ def resolve_device(opt):
     opt.world_size = int(os.environ.get("WORLD_SIZE", "1"))
     opt.rank = int(os.environ.get("RANK", "0"))
     opt.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if opt.batchSize % opt.world_size != 0:
+        raise OptionError("--batchSize", opt.batchSize,
+                          f"is the global batch and must divide evenly across the {opt.world_size} processes")
     requested = parse_gpu_ids(opt.gpu_ids)
     if requested and torch.cuda.is_available():
         if opt.world_size > 1:
@@ -277,11 +354,6 @@ def resolve_device(opt):
             logger.warning("--gpu_ids %s requested but CUDA is not available: running on CPU", opt.gpu_ids)
         opt.gpu_ids = []
         opt.device = torch.device("cpu")
-    if opt.batchSize % opt.world_size != 0:
-        raise ValueError(
-            f"--batchSize {opt.batchSize} is the global batch and must divide evenly across "
-            f"{opt.world_size} processes"
-        )
     return opt.device
 
 

@@ -1,17 +1,28 @@
-"""Options of test.py (SPADE flag names)."""
+"""Options of test.py (SPADE flag names): which weights, how many images, where, which metrics."""
+
+import re
+
+from util.errors import OptionError, require_positive
 
 from .base_options import BaseOptions
+
+FID_DIMS = (64, 192, 768, 2048)
 
 
 class TestOptions(BaseOptions):
     isTrain = False
+    prog = "test.py"
+    # The test phase's own settings are not taken from a training run's opt.json.
+    not_from_file = BaseOptions.not_from_file + ("phase", "serial_batches", "no_flip", "batchSize", "load_size",
+                                                 "which_epoch")
 
     def initialize(self, parser):
         parser = super().initialize(parser)
         parser.add_argument("--results_dir", type=str, default="./results", help="results are saved here")
         parser.add_argument("--which_epoch", type=str, default="latest",
                             help="which epoch to load: a number or 'latest'")
-        parser.add_argument("--how_many", type=int, default=float("inf"), help="how many test images to run")
+        parser.add_argument("--how_many", type=int, default=float("inf"),
+                            help="how many test images to run (default: all)")
         parser.add_argument("--use_ema", action="store_true",
                             help="load <which_epoch>_net_G_ema.pth (the EMA generator of --ema_decay) "
                                  "instead of _net_G.pth")
@@ -21,24 +32,36 @@ class TestOptions(BaseOptions):
                             help="save the SAM attention map and the CAM channel weights of every image")
         # evaluation (test.py --evaluate); weight files default to the torch hub cache
         parser.add_argument("--eval_metrics", type=str, default=None,
-                            help="comma list of fid,kid,lpips,frd ('' = none); default depends on the dataset")
+                            help="comma list of fid,kid,lpips,frd ('' = none) (default: the dataset's protocol)")
         parser.add_argument("--inception_weights", type=str, default=None,
-                            help="pt_inception-2015-12-05-6726825d.pth (default: torch hub cache)")
+                            help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)")
         parser.add_argument("--lpips_weights", type=str, default=None,
-                            help="AlexNet backbone of LPIPS, alexnet-owt-7be5be79.pth (default: torch hub cache)")
+                            help="AlexNet backbone of LPIPS, alexnet-owt-7be5be79.pth (default: the torch hub cache)")
         parser.add_argument("--frd_weights", type=str, default=None,
-                            help="ResNet-50 of FRD, resnet50-0676ba61.pth (default: torch hub cache)")
-        parser.add_argument("--fid_dims", type=int, default=None, choices=[64, 192, 768, 2048],
-                            help="Inception feature dimension of FID (default 2048)")
+                            help="ResNet-50 of FRD, resnet50-0676ba61.pth (default: the torch hub cache)")
+        parser.add_argument("--fid_dims", type=int, default=None, choices=FID_DIMS,
+                            help="Inception feature dimension of FID (default: 2048, test.py's FID_DIMS)")
         parser.add_argument("--seg_model", type=str, default=None,
                             choices=["drn", "upernet", "deeplab", "synthetic"],
-                            help="segmenter for mIoU/accuracy; default depends on the dataset")
+                            help="segmenter for mIoU/accuracy (default: the dataset's protocol)")
         parser.add_argument("--segmenter_weights", type=str, default=None,
-                            help="weights of the segmenter (default: torch hub cache)")
+                            help="weights of the segmenter (default: the torch hub cache)")
         parser.add_argument("--seg_size", type=str, default=None,
-                            help="WxH at which generated images are segmented (default: generated size)")
+                            help="WxH at which generated images are segmented (default: the generated size)")
         # No random crop, flip or shuffling at test time; batch 1 as in the papers.
         # Inference only: the channels-last layout is faster and gives the same images.
         parser.set_defaults(phase="test", preprocess_mode="scale_width_and_crop", serial_batches=True,
                             no_flip=True, batchSize=1, memory_format="channels_last")
         return parser
+
+    def apply_phase_rules(self, opt, given):
+        if "load_size" not in given:
+            # No random crop at test time: the network sees the whole (resized) image.
+            opt.load_size = opt.crop_size
+
+    @staticmethod
+    def validate_options(opt):
+        BaseOptions.validate_options(opt)
+        require_positive(opt, "how_many")
+        if opt.seg_size is not None and not re.fullmatch(r"[1-9]\d*[xX][1-9]\d*", opt.seg_size):
+            raise OptionError("--seg_size", opt.seg_size, "must be WxH in pixels, e.g. 512x256")

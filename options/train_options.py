@@ -1,10 +1,17 @@
-"""Options of train.py (SPADE flag names)."""
+"""Options of train.py (SPADE flag names): the schedule, logging, saving and evaluation of a run.
+
+The model adds its losses and optimiser flags, the networks their architecture flags (D's only when
+training); see ``options/base_options.py``.
+"""
+
+from util.errors import OptionError, require_non_negative, require_positive
 
 from .base_options import BaseOptions
 
 
 class TrainOptions(BaseOptions):
     isTrain = True
+    prog = "train.py"
 
     def initialize(self, parser):
         parser = super().initialize(parser)
@@ -26,32 +33,10 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--which_epoch", type=str, default="latest",
                             help="which epoch to load: a number or 'latest'")
 
-        # schedule and optimiser
+        # schedule (the optimiser's flags belong to the model)
         parser.add_argument("--niter", type=int, default=50, help="epochs at the initial learning rate")
         parser.add_argument("--niter_decay", type=int, default=0,
                             help="epochs of linear decay of the learning rate to zero")
-        parser.add_argument("--optimizer", type=str, default="adam", choices=["adam"], help="optimiser")
-        parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (only with --no_TTUR)")
-        parser.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (only with --no_TTUR)")
-        parser.add_argument("--no_TTUR", action="store_true",
-                            help="same lr for G and D and betas (beta1, beta2); TTUR otherwise: "
-                                 "G lr/2, D lr*2, betas (0, 0.9)")
-        parser.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for Adam")
-        parser.add_argument("--D_steps_per_G", type=int, default=1,
-                            help="discriminator steps per generator step")
-
-        # discriminator and losses
-        parser.add_argument("--ndf", type=int, default=64, help="number of discriminator filters in the first conv layer")
-        parser.add_argument("--lambda_feat", type=float, default=10.0, help="weight of the feature matching loss")
-        parser.add_argument("--lambda_vgg", type=float, default=10.0, help="weight of the VGG perceptual loss")
-        parser.add_argument("--lambda_kld", type=float, default=0.05, help="weight of the KL divergence (--use_vae)")
-        parser.add_argument("--no_ganFeat_loss", action="store_true", help="no discriminator feature matching loss")
-        parser.add_argument("--no_vgg_loss", action="store_true", help="no VGG perceptual loss")
-        parser.add_argument("--vgg_weights", type=str, default=None,
-                            help="VGG19 ImageNet weights file; default <torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth")
-        parser.add_argument("--gan_mode", type=str, default="hinge", choices=["hinge", "ls", "original", "w"],
-                            help="GAN loss")
-        parser.add_argument("--netD", type=str, default="multiscale", help="discriminator architecture")
 
         # evaluation during training and the EMA generator (util/train_eval.py, util/ema.py)
         parser.add_argument("--eval_freq", type=int, default=0,
@@ -60,9 +45,9 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--eval_batches", type=int, default=0,
                             help="val batches used by --eval_freq; 0 = the whole val split")
         parser.add_argument("--inception_weights", type=str, default=None,
-                            help="pt_inception-2015-12-05-6726825d.pth for FID (default: torch hub cache)")
+                            help="pt_inception-2015-12-05-6726825d.pth for FID (default: the torch hub cache)")
         parser.add_argument("--fid_dims", type=int, default=2048, choices=[64, 192, 768, 2048],
-                            help="Inception feature dimension of FID during training (default 2048)")
+                            help="Inception feature dimension of FID during training")
         parser.add_argument("--ema_decay", type=float, default=0.0,
                             help="keep an exponential moving average of G with this decay (e.g. 0.999), "
                                  "used for evaluation and saved as *_net_G_ema.pth; 0 = off")
@@ -70,3 +55,20 @@ class TrainOptions(BaseOptions):
                             help="training batches over which the EMA G's BatchNorm statistics are "
                                  "re-estimated before it is used")
         return parser
+
+    @staticmethod
+    def validate_options(opt):
+        BaseOptions.validate_options(opt)
+        require_positive(opt, "display_freq", "print_freq", "save_latest_freq", "save_epoch_freq")
+        require_non_negative(opt, "niter", "niter_decay", "eval_freq", "eval_batches", "bn_recalib_batches")
+        if opt.niter + opt.niter_decay < 1:
+            raise OptionError("--niter", opt.niter, f"--niter + --niter_decay ({opt.niter_decay}) must be at "
+                                                    "least one epoch")
+        if not 0.0 <= opt.ema_decay < 1.0:
+            raise OptionError("--ema_decay", opt.ema_decay, "must be in [0, 1) (0 = no EMA generator)")
+        if opt.memory_format == "channels_last":
+            raise OptionError(
+                "--memory_format", opt.memory_format,
+                "is for inference only (test.py): with torch's kernels, channels-last training gave wrong "
+                "gradients in this model (tests/test_perf.py keeps the reproduction); train with the default "
+                "--memory_format contiguous")

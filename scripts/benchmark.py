@@ -71,12 +71,13 @@ from util.cpu import apply_cpu_settings, native_bf16  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
-# SPEC section 6, ADE20K: 150 classes + dontcare, no instance maps, 256x256, 5 upsamplings.
+# SPEC section 6, ADE20K: 150 classes + dontcare, no instance maps, 256x256, 5 upsamplings; with the
+# VGG loss (--vgg_loss: the synthetic data's preset turns it off).
 ADE20K_FLAGS = [
     "--label_nc", "150", "--contain_dontcare_label", "--no_instance", "--crop_size", "256",
     "--load_size", "256", "--aspect_ratio", "1", "--num_upsampling_layers", "normal",
     "--ngf", "64", "--ndf", "64", "--num_D", "2", "--n_layers_D", "4", "--batchSize", "1",
-    "--norm_G", "spectralspadesyncbatch3x3",
+    "--norm_G", "spectralspadesyncbatch3x3", "--vgg_loss",
 ]
 CONFIGS = {
     "dagan": dict(flags=[], impl="fast"),

@@ -2,8 +2,10 @@
 # Test DAGAN on ADE20K (150 classes + unlabeled channel, 256x256): writes results/$NAME/test_$EPOCH/index.html with
 # images/input_label/<stem>.png and images/synthesized_image/<stem>.png.
 # Loads checkpoints/$NAME/${EPOCH}_net_G.pth: one of ours or an official weight-only file (put the
-# official file there under that name). The structural flags must match the training run; the load
-# size is left to test.py, which sets it to the crop size (no random crop at test time).
+# official file there under that name). The network is rebuilt from the dataset's defaults
+# (data/ade20k_dataset.py) and the model's presets (models/pix2pix_presets.py), as in training; pass
+# the flags of a non-default variant (e.g. --netG spade) after the script name. The load size is left
+# to test.py, which sets it to the crop size (no random crop at test time).
 #
 #   ADE20K_DATAROOT=/data/ade20k bash scripts/test_ade20k.sh [extra test.py flags, e.g. --evaluate --save_attention]
 #
@@ -20,13 +22,6 @@ PYTHON="${PYTHON:-python}"
 FLAGS=(
   --name "$NAME" --which_epoch "$EPOCH"
   --dataset_mode ade20k --dataroot "$DATAROOT"
-  --label_nc 150
-  --contain_dontcare_label
-  --no_instance
-  --preprocess_mode resize_and_crop
-  --crop_size 256
-  --aspect_ratio 1.0
-  --num_upsampling_layers normal
 )
 
 exec "$PYTHON" test.py "${FLAGS[@]}" "$@"

@@ -2,8 +2,10 @@
 # Test DAGAN on Cityscapes (35 label ids + instance edges, 512x256, 'more' upsampling): writes results/$NAME/test_$EPOCH/index.html with
 # images/input_label/<stem>.png and images/synthesized_image/<stem>.png.
 # Loads checkpoints/$NAME/${EPOCH}_net_G.pth: one of ours or an official weight-only file (put the
-# official file there under that name). The structural flags must match the training run; the load
-# size is left to test.py, which sets it to the crop size (no random crop at test time).
+# official file there under that name). The network is rebuilt from the dataset's defaults
+# (data/cityscapes_dataset.py) and the model's presets (models/pix2pix_presets.py), as in training; pass
+# the flags of a non-default variant (e.g. --netG spade) after the script name. The load size is left
+# to test.py, which sets it to the crop size (no random crop at test time).
 #
 #   CITYSCAPES_DATAROOT=/data/cityscapes bash scripts/test_cityscapes.sh [extra test.py flags, e.g. --evaluate --save_attention]
 #
@@ -20,11 +22,6 @@ PYTHON="${PYTHON:-python}"
 FLAGS=(
   --name "$NAME" --which_epoch "$EPOCH"
   --dataset_mode cityscapes --dataroot "$DATAROOT"
-  --label_nc 35
-  --preprocess_mode fixed
-  --crop_size 512
-  --aspect_ratio 2.0
-  --num_upsampling_layers more
 )
 
 exec "$PYTHON" test.py "${FLAGS[@]}" "$@"

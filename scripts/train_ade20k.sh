@@ -3,6 +3,9 @@
 # Official settings (SPEC section 6): global batch 8 on 1 GPU(s), 100 epochs at constant
 # learning rate + 100 epochs of linear decay. --batchSize is the global batch: torchrun splits it
 # evenly across all processes (it must divide by NNODES*NGPU).
+# These settings are not repeated here: the data facts (label_nc, sizes, ...) are the defaults of
+# data/ade20k_dataset.py and the hyper-parameters (batch, epochs, lr, ngf, ...) the presets in
+# models/pix2pix_presets.py; `python train.py --dataset_mode ade20k --help` shows them, marked.
 #
 # Data layout under $DATAROOT: ADEChallengeData2016 layout: images/ and annotations/ with _train_ / _val_ in the file names.
 #
@@ -24,16 +27,6 @@ NGPU="${NGPU:-1}"
 FLAGS=(
   --name "$NAME"
   --dataset_mode ade20k --dataroot "$DATAROOT"
-  --label_nc 150
-  --contain_dontcare_label
-  --no_instance
-  --preprocess_mode resize_and_crop
-  --load_size 286
-  --crop_size 256
-  --aspect_ratio 1.0
-  --num_upsampling_layers normal
-  --batchSize 8
-  --niter 100 --niter_decay 100
 )
 
 # shellcheck source=launch_train.sh

@@ -3,6 +3,9 @@
 # Official settings (SPEC section 6): global batch 8 on 1 GPU(s), 100 epochs at constant
 # learning rate + 100 epochs of linear decay. --batchSize is the global batch: torchrun splits it
 # evenly across all processes (it must divide by NNODES*NGPU).
+# These settings are not repeated here: the data facts (label_nc, sizes, ...) are the defaults of
+# data/cityscapes_dataset.py and the hyper-parameters (batch, epochs, lr, ngf, ...) the presets in
+# models/pix2pix_presets.py; `python train.py --dataset_mode cityscapes --help` shows them, marked.
 #
 # Data layout under $DATAROOT: gtFine/{train,val}/<city>/*_gtFine_{labelIds,instanceIds}.png and leftImg8bit/{train,val}/<city>/*_leftImg8bit.png.
 #
@@ -24,14 +27,6 @@ NGPU="${NGPU:-1}"
 FLAGS=(
   --name "$NAME"
   --dataset_mode cityscapes --dataroot "$DATAROOT"
-  --label_nc 35
-  --preprocess_mode fixed
-  --load_size 512
-  --crop_size 512
-  --aspect_ratio 2.0
-  --num_upsampling_layers more
-  --batchSize 8
-  --niter 100 --niter_decay 100
 )
 
 # shellcheck source=launch_train.sh

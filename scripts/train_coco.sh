@@ -3,6 +3,9 @@
 # Official settings (SPEC section 6): global batch 32 on 8 GPU(s), 50 epochs at constant
 # learning rate + 50 epochs of linear decay. --batchSize is the global batch: torchrun splits it
 # evenly across all processes (it must divide by NNODES*NGPU).
+# These settings are not repeated here: the data facts (label_nc, sizes, ...) are the defaults of
+# data/coco_dataset.py and the hyper-parameters (batch, epochs, lr, ngf, ...) the presets in
+# models/pix2pix_presets.py; `python train.py --dataset_mode coco --help` shows them, marked.
 #
 # Data layout under $DATAROOT: {train,val}_img/, {train,val}_label/ (255 = unlabeled), {train,val}_inst/.
 #
@@ -24,15 +27,6 @@ NGPU="${NGPU:-8}"
 FLAGS=(
   --name "$NAME"
   --dataset_mode coco --dataroot "$DATAROOT"
-  --label_nc 182
-  --contain_dontcare_label
-  --preprocess_mode resize_and_crop
-  --load_size 286
-  --crop_size 256
-  --aspect_ratio 1.0
-  --num_upsampling_layers normal
-  --batchSize 32
-  --niter 50 --niter_decay 50
 )
 
 # shellcheck source=launch_train.sh

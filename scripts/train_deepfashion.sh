@@ -3,6 +3,9 @@
 # Official settings (SPEC section 6): global batch 32 on 4 GPU(s), 50 epochs at constant
 # learning rate + 50 epochs of linear decay. --batchSize is the global batch: torchrun splits it
 # evenly across all processes (it must divide by NNODES*NGPU).
+# These settings are not repeated here: the data facts (label_nc, sizes, ...) are the defaults of
+# data/deepfashion_dataset.py and the hyper-parameters (batch, epochs, lr, ngf, ...) the presets in
+# models/pix2pix_presets.py; `python train.py --dataset_mode deepfashion --help` shows them, marked.
 #
 # Data layout under $DATAROOT: {train,test}_label/ and {train,test}_img/ (or pass --label_dir/--image_dir).
 #
@@ -24,15 +27,6 @@ NGPU="${NGPU:-4}"
 FLAGS=(
   --name "$NAME"
   --dataset_mode deepfashion --dataroot "$DATAROOT"
-  --label_nc 20
-  --no_instance
-  --preprocess_mode resize_and_crop
-  --load_size 286
-  --crop_size 256
-  --aspect_ratio 1.0
-  --num_upsampling_layers normal
-  --batchSize 32
-  --niter 50 --niter_decay 50
 )
 
 # shellcheck source=launch_train.sh

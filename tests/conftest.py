@@ -55,7 +55,7 @@ def build_options(is_train=True, **values):
     from options.train_options import TrainOptions
 
     values = {"gpu_ids": "-1", **values}
-    if is_train:
+    if is_train and not values.get("vgg_loss"):
         values = {"no_vgg_loss": True, **values}
     args = []
     for name, value in values.items():

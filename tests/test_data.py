@@ -25,7 +25,8 @@ def make_opt(**overrides):
     opt = dict(dataset_mode="custom", dataroot="", phase="train", isTrain=True, batchSize=2, serial_batches=False,
                nThreads=0, seed=0, preprocess_mode="none", load_size=64, crop_size=64, aspect_ratio=1.0,
                label_nc=6, contain_dontcare_label=False, no_instance=True, no_flip=False,
-               max_dataset_size=sys.maxsize, device=torch.device("cpu"), label_dir="", image_dir="", instance_dir="")
+               max_dataset_size=sys.maxsize, device=torch.device("cpu"), label_dir="", image_dir="", instance_dir="",
+               no_pairing_check=False)
     opt.update(overrides)
     return argparse.Namespace(**opt)
 
@@ -55,7 +56,7 @@ def test_registry_finds_every_mode_and_rejects_unknown():
         cls = data.find_dataset_using_name(mode)
         assert cls.__name__.lower() == mode.replace("_", "") + "dataset"
         assert callable(data.get_option_setter(mode))
-    with pytest.raises(ValueError, match="unknown --dataset_mode 'nope'.*cityscapes.*synthetic"):
+    with pytest.raises(ValueError, match="--dataset_mode nope: unknown dataset mode; known: .*cityscapes.*synthetic"):
         data.find_dataset_using_name("nope")
 
 
@@ -124,17 +125,19 @@ def test_distributed_loader_splits_batch_and_shards(tmp_path, monkeypatch):
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 8  # disjoint shards covering the data
 
 
-def test_options_module_applies_synthetic_preset():
-    from data.synthetic_dataset import SYNTHETIC_TRAIN_DEFAULTS
+def test_options_module_applies_synthetic_data_facts_and_preset():
+    from models.pix2pix_presets import PRESETS
     from options.test_options import TestOptions
     from options.train_options import TrainOptions
 
     train = TrainOptions().parse(["--dataset_mode", "synthetic"])
     assert train.label_nc == synthetic.NUM_CLASSES and not train.no_instance and not train.contain_dontcare_label
-    assert all(getattr(train, k) == v for k, v in SYNTHETIC_TRAIN_DEFAULTS.items())
+    assert train.semantic_nc == synthetic.NUM_CLASSES + 1  # + the instance edge map
+    assert (train.preprocess_mode, train.load_size, train.crop_size) == ("fixed", 32, 32)
+    assert all(getattr(train, k) == v for k, v in PRESETS["synthetic"].items())
     test = TestOptions().parse(["--dataset_mode", "synthetic"])
-    assert test.batchSize == 1 and test.ngf == SYNTHETIC_TRAIN_DEFAULTS["ngf"]
-    assert test.crop_size == SYNTHETIC_TRAIN_DEFAULTS["crop_size"]
+    assert test.batchSize == 1 and test.ngf == PRESETS["synthetic"]["ngf"]
+    assert test.crop_size == train.crop_size
 
 
 def test_max_dataset_size_cuts_after_natural_sort(tmp_path):

@@ -66,10 +66,15 @@ def loader_items(opt):
                          batchSize=32)),
 ])
 def test_training_defaults_follow_the_spec(mode, expected):
-    opt = dataset_opt(mode)
+    """The data facts (dataset module) and the model's presets (models/pix2pix_presets.py) together."""
+    from options.test_options import TestOptions
+    from options.train_options import TrainOptions
+
+    opt = TrainOptions().parse(["--dataset_mode", mode, "--gpu_ids", "-1"])
     assert {k: getattr(opt, k) for k in expected} == expected
-    test_opt = dataset_opt(mode, is_train=False)
-    assert test_opt.batchSize == BASE["batchSize"]  # the training batch is not forced on test runs
+    test_opt = TestOptions().parse(["--dataset_mode", mode, "--gpu_ids", "-1"])
+    assert test_opt.batchSize == 1  # the training batch is not forced on test runs
+    assert test_opt.num_upsampling_layers == opt.num_upsampling_layers  # the same generator is rebuilt
 
 
 # ---------------------------------------------------------------- Cityscapes
@@ -272,5 +277,13 @@ def test_custom_with_instance_dir(tmp_path):
     assert opt.label_nc == 13
     sample = data.create_dataset(opt)[1]
     assert sample["instance"].unique().tolist() == [40000] and sample["label"].unique().tolist() == [1]
-    with pytest.raises(SystemExit):  # --label_dir and --image_dir are required for custom
-        dataset_opt("custom")
+
+
+
+def test_custom_requires_its_folders(capsys):
+    from options.train_options import TrainOptions
+
+    with pytest.raises(SystemExit) as exit_info:  # --label_dir and --image_dir are required for custom
+        TrainOptions().parse(["--dataset_mode", "custom", "--image_dir", "photos"])
+    assert exit_info.value.code == 2
+    assert "error: --label_dir: required by --dataset_mode custom" in capsys.readouterr().err

@@ -205,7 +205,7 @@ def test_optimizers_ttur(model):
 
 def test_missing_vgg_weights_names_file(tmp_torch_home):
     with pytest.raises(FileNotFoundError, match="vgg19-dcbb9e9d.pth.*--no_vgg_loss"):
-        Pix2PixModel(make_opt(no_vgg_loss=False))
+        Pix2PixModel(make_opt(vgg_loss=True))
 
 
 def test_gan_mode_option_reaches_loss():

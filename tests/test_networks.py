@@ -514,22 +514,17 @@ def test_xavier_init_reaches_spectral_weights():
 
 
 # ---------------------------------------------------------------------------------------- options
-def base_parser():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--netG", default="dagan")
-    parser.add_argument("--ndf", type=int, default=64)
-    return parser
-
-
 def test_option_setter_adds_generator_flags():
-    parser = networks.modify_commandline_options(base_parser(), True, args=["--netG", "dagan"])
-    opt = parser.parse_args(["--no_sam", "--cam_mode", "I", "--cam_scales", "2", "--num_D", "3"])
+    from options.test_options import TestOptions
+    from options.train_options import TrainOptions
+
+    opt = TrainOptions().parse(["--gpu_ids", "-1", "--no_sam", "--cam_mode", "I", "--cam_scales", "2",
+                                "--num_D", "3"])
     assert opt.no_sam and not opt.no_cam and opt.cam_mode == "I" and opt.cam_scales == 2 and opt.num_D == 3
     assert opt.num_upsampling_layers == "normal" and opt.n_layers_D == 4 and opt.netD == "multiscale"
-    spade = networks.modify_commandline_options(base_parser(), False, args=["--netG", "spade"])
-    with pytest.raises(SystemExit):
-        spade.parse_args(["--netG", "spade", "--no_sam"])
-    assert not hasattr(spade.parse_args(["--netG", "spade"]), "num_D")
+    with pytest.raises(SystemExit):  # a DAGAN flag is unknown to the SPADE generator
+        TestOptions().parse(["--gpu_ids", "-1", "--netG", "spade", "--no_sam"])
+    assert not hasattr(TestOptions().parse(["--gpu_ids", "-1", "--netG", "spade"]), "num_D")  # D: training only
 
 
 # ---------------------------------------------------------------------------------------- losses

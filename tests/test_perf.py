@@ -65,12 +65,13 @@ def test_channels_last_training_gradients_match_contiguous():
         assert torch.allclose(g, grads["channels_last"][name], rtol=1e-3, atol=1e-3 * scale), name
 
 
-def test_training_refuses_channels_last_and_test_defaults_to_it():
+def test_training_refuses_channels_last_and_test_defaults_to_it(capsys):
     from options.test_options import TestOptions
     from options.train_options import TrainOptions
 
-    with pytest.raises(ValueError, match="inference only"):
+    with pytest.raises(SystemExit) as exit_info:  # an option error: argparse's message, status 2
         TrainOptions().parse(["--memory_format", "channels_last", "--gpu_ids", "-1"])
+    assert exit_info.value.code == 2 and "inference only" in capsys.readouterr().err
     assert TrainOptions().parse(["--gpu_ids", "-1"]).memory_format == "contiguous"
     assert TestOptions().parse(["--gpu_ids", "-1"]).memory_format == "channels_last"
 

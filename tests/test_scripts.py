@@ -27,6 +27,11 @@ LOAD_SIZE = {"cityscapes": 512, "ade20k": 286, "coco": 286, "facades": 1054, "ce
              "deepfashion": 286}
 DONTCARE = {"ade20k", "coco"}
 INSTANCE = {"cityscapes", "coco"}
+# Set by the dataset modules (data facts) and the pix2pix presets (hyper-parameters): the scripts
+# rely on them instead of repeating them.
+NOT_REPEATED = {"--label_nc", "--contain_dontcare_label", "--no_instance", "--preprocess_mode", "--load_size",
+                "--crop_size", "--aspect_ratio", "--num_upsampling_layers", "--batchSize", "--niter",
+                "--niter_decay", "--lr", "--ngf", "--ndf"}
 
 SHIM = """#!/bin/sh
 n=$(ls "$RECORD_DIR" | wc -l)
@@ -100,6 +105,7 @@ def test_train_script_official_settings(tmp_path, dataset):
     launcher, args = split_entry(call, "train.py")
     assert launcher == ["--standalone", f"--nproc_per_node={ngpu}"]
     assert args[-1] == "--no_vgg_loss"  # extra flags are passed through
+    assert not NOT_REPEATED & set(args)
     opt = parse(TrainOptions, args)
     assert opt.dataset_mode == dataset and opt.dataroot == root and opt.name == f"{dataset}_dagan"
     assert (opt.batchSize, opt.niter, opt.niter_decay) == (batch, niter, decay)
@@ -118,6 +124,7 @@ def test_test_script_flags(tmp_path, dataset):
     (call,) = run_script(tmp_path, f"test_{dataset}.sh", "--how_many", "3", env={"EPOCH": "20"})
     launcher, args = split_entry(call, "test.py")
     assert launcher == []
+    assert not NOT_REPEATED & set(args)
     opt = parse(TestOptions, args)
     assert opt.which_epoch == "20" and opt.how_many == 3 and opt.dataset_mode == dataset
     assert (opt.label_nc, opt.crop_size, opt.aspect_ratio, opt.num_upsampling_layers) == (label_nc, crop, aspect, n_up)

@@ -1,7 +1,8 @@
 """Network registry: ``--netG``, ``--netD`` and the VAE encoder are found by name here.
 
 ``define_G/D/E(opt)`` build a network, initialise it (``--init_type``, ``--init_variance``) and move
-it to ``opt.device``. ``modify_commandline_options`` adds the flags of the chosen networks.
+it to ``opt.device``. ``modify_commandline_options`` adds the flags of the chosen networks and
+``validate_options`` checks them (called by the model's option hooks, see ``models/pix2pix_options.py``).
 
 Interfaces every registered network keeps (the model calls nothing else):
 
@@ -23,11 +24,13 @@ swaps a built network's fast layers for reference twins (tests, benchmarks).
 
 import logging
 
+from util.errors import OptionError, require_positive
+
 from .attention import ChannelAttention, ScaleFusion, SpatialAttention
-from .base_network import BaseNetwork, count_parameters, init_weights
-from .discriminator import MultiscaleDiscriminator, NLayerDiscriminator, add_argument_once
+from .base_network import INIT_TYPES, BaseNetwork, count_parameters, init_weights
+from .discriminator import MultiscaleDiscriminator, NLayerDiscriminator, check_conv_norm
 from .encoder import ConvEncoder
-from .generator import UPSAMPLING_LAYERS, DAGANGenerator, SPADEGenerator
+from .generator import DAGANGenerator, SPADEGenerator
 from .loss import GANLoss, KLDLoss, VGGLoss
 from .normalization import convert_sync_batchnorm
 
@@ -43,8 +46,8 @@ __all__ = [
     "BaseNetwork", "ChannelAttention", "ConvEncoder", "DAGANGenerator", "GANLoss", "KLDLoss",
     "MultiscaleDiscriminator", "NLayerDiscriminator", "SPADEGenerator", "ScaleFusion", "SpatialAttention", "VGGLoss",
     "convert_sync_batchnorm", "count_parameters",
-    "define_D", "define_E", "define_G", "find_network_using_name", "init_weights",
-    "modify_commandline_options",
+    "define_D", "define_E", "define_G", "discriminator_class", "find_network_using_name", "generator_class",
+    "init_weights", "modify_commandline_options", "validate_options",
 ]
 
 
@@ -58,25 +61,60 @@ def find_network_using_name(kind, name):
     return known[name]
 
 
-def modify_commandline_options(parser, is_train, args=None):
-    """Add the flags of the generator chosen by ``--netG`` (and of D when training).
+def generator_class(name):
+    """The generator class registered as ``name``; :class:`OptionError` (``--netG``) otherwise."""
+    return _registered("generator", "--netG", name)
 
-    ``args``: the command line being parsed; ``None`` lets the options module's ``OptionParser`` supply
-    the arguments it is parsing (``sys.argv`` for a plain parser). Read to see which generator is chosen. Flags the options module already declares are not re-added.
+
+def discriminator_class(name):
+    """The discriminator class registered as ``name``; :class:`OptionError` (``--netD``) otherwise."""
+    return _registered("discriminator", "--netD", name)
+
+
+def _registered(kind, flag, name):
+    known = NETWORKS[kind]
+    if name not in known:
+        raise OptionError(flag, name, sorted(known), kind=kind)
+    return known[name]
+
+
+def modify_commandline_options(parser, is_train):
+    """Add the networks' flags: the generator's (``--netG`` and the chosen class's own), the VAE
+    encoder's, and when training the discriminator's (``--netD`` and the chosen class's own).
+
+    Peeks at the partly built options with ``parser.parse_known_args()`` to see which networks are
+    chosen (the options module's parser parses the command line being parsed).
     """
-    add_argument_once(parser, "--num_upsampling_layers", choices=tuple(UPSAMPLING_LAYERS), default="normal",
-                      help="normal: 5 upsamplings; more: one between the middle blocks (Cityscapes); "
-                           "most: also one more block at the end")
-    add_argument_once(parser, "--netG", type=str, default="dagan",
-                      help=f"generator: {', '.join(sorted(NETWORKS['generator']))}")
-    opt, _ = parser.parse_known_args(args)
-    parser = find_network_using_name("generator", opt.netG).modify_commandline_options(parser, is_train)
+    parser.add_argument("--netG", type=str, default="dagan",
+                        help=f"generator: {', '.join(sorted(NETWORKS['generator']))}")
+    parser.add_argument("--ngf", type=int, default=64, help="number of generator filters in the last conv layer")
+    parser.add_argument("--output_nc", type=int, default=3, help="number of channels of the generated image")
+    parser.add_argument("--init_type", type=str, default="xavier", choices=INIT_TYPES,
+                        help="initialisation of every network")
+    parser.add_argument("--init_variance", type=float, default=0.02, help="variance (gain) of the initialisation")
+    parser.add_argument("--use_vae", action="store_true",
+                        help="style from a reference image: train/test with the VAE image encoder netE")
+    parser.add_argument("--z_dim", type=int, default=256, help="dimension of the latent z vector (--use_vae)")
+    parser.add_argument("--norm_E", type=str, default="spectralinstance",
+                        help="normalisation of the encoder (--use_vae): [spectral](instance|batch|syncbatch|none)")
+    opt, _ = parser.parse_known_args()
+    generator_class(opt.netG).modify_commandline_options(parser, is_train)
     if is_train:
-        add_argument_once(parser, "--netD", type=str, default="multiscale",
-                          help=f"discriminator: {', '.join(sorted(NETWORKS['discriminator']))}")
-        opt, _ = parser.parse_known_args(args)
-        parser = find_network_using_name("discriminator", opt.netD).modify_commandline_options(parser, is_train)
+        parser.add_argument("--netD", type=str, default="multiscale",
+                            help=f"discriminator: {', '.join(sorted(NETWORKS['discriminator']))}")
+        opt, _ = parser.parse_known_args()
+        discriminator_class(opt.netD).modify_commandline_options(parser, is_train)
     return parser
+
+
+def validate_options(opt):
+    """Check the networks' options (the discriminator's only when training); :class:`OptionError`."""
+    require_positive(opt, "ngf", "z_dim")
+    require_positive(opt, "init_variance", kind="number")
+    check_conv_norm("--norm_E", opt.norm_E)
+    generator_class(opt.netG).validate_options(opt)
+    if opt.isTrain:
+        discriminator_class(opt.netD).validate_options(opt)
 
 
 def _build(cls, opt):

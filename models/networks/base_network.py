@@ -61,5 +61,9 @@ class BaseNetwork(nn.Module):
     def modify_commandline_options(parser, is_train):
         return parser
 
+    @staticmethod
+    def validate_options(opt):
+        """Check this network's option values after parsing; raise ``util.errors.OptionError``."""
+
     def init_weights(self, init_type="xavier", gain=0.02):
         return init_weights(self, init_type, gain)

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from util.errors import OptionError, require_positive
+
 from .base_network import BaseNetwork
 from .normalization import get_nonspade_norm_layer
 from .ops.label_image_conv import LabelImageConv2d
@@ -22,11 +24,14 @@ logger = logging.getLogger(__name__)
 LRELU_SLOPE = 0.2
 
 
-def add_argument_once(parser, flag, **kwargs):
-    """Add ``flag`` unless the options module already declares it (no duplicate-flag errors)."""
-    if flag not in parser._option_string_actions:
-        parser.add_argument(flag, **kwargs)
-    return parser
+def check_conv_norm(flag, norm):
+    """:class:`OptionError` unless ``norm`` (``--norm_D``, ``--norm_E``) is a norm that
+    :func:`get_nonspade_norm_layer` builds (tried on a 1x1 conv)."""
+    try:
+        get_nonspade_norm_layer(norm)(nn.Conv2d(1, 1, 1))
+    except ValueError:
+        raise OptionError(flag, norm, "must be [spectral](instance|batch|syncbatch|none), "
+                                      "e.g. spectralinstance") from None
 
 
 class NLayerDiscriminator(BaseNetwork):
@@ -85,13 +90,20 @@ class MultiscaleDiscriminator(BaseNetwork):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
-        add_argument_once(parser, "--num_D", type=int, default=2,
-                          help="number of discriminators at different scales")
-        add_argument_once(parser, "--n_layers_D", type=int, default=4,
-                          help="number of layers of each PatchGAN discriminator")
-        add_argument_once(parser, "--ndf", type=int, default=64,
-                          help="number of discriminator filters in the first conv layer")
+        parser.add_argument("--ndf", type=int, default=64,
+                            help="number of discriminator filters in the first conv layer")
+        parser.add_argument("--norm_D", type=str, default="spectralinstance",
+                            help="normalisation of the discriminator: [spectral](instance|batch|syncbatch|none)")
+        parser.add_argument("--num_D", type=int, default=2,
+                            help="number of discriminators at different scales")
+        parser.add_argument("--n_layers_D", type=int, default=4,
+                            help="number of layers of each PatchGAN discriminator")
         return parser
+
+    @staticmethod
+    def validate_options(opt):
+        require_positive(opt, "ndf", "num_D", "n_layers_D")
+        check_conv_norm("--norm_D", opt.norm_D)
 
     def __init__(self, opt):
         super().__init__()

@@ -5,15 +5,19 @@ section 3) are options of the DAGAN generator. ``--netG dagan --no_sam --no_cam`
 (same state-dict keys, same forward).
 """
 
+import argparse
 import logging
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from util.errors import OptionError
+
 from .architecture import LRELU_SLOPE, SPADEResnetBlock
 from .attention import CAM_MODES, ChannelAttention, ScaleFusion, SpatialAttention
 from .base_network import BaseNetwork
+from .normalization import PARAM_FREE_NORMS, parse_spade_config
 from .ops.resize import upsample2x
 from .ops.segmap import SegmapPyramid
 from .ops.upsampled_conv import UpsampledConv2d
@@ -42,6 +46,42 @@ def compute_latent_vector_size(opt):
     return sw, sh
 
 
+def output_size(crop_size, aspect_ratio, num_upsampling_layers):
+    """(width, height) of the generated image: the latent grid of :func:`compute_latent_vector_size`
+    upsampled 2**n_up times; (0, 0) when the grid would be empty."""
+    size = argparse.Namespace(crop_size=crop_size, aspect_ratio=aspect_ratio,
+                              num_upsampling_layers=num_upsampling_layers)
+    try:
+        sw, sh = compute_latent_vector_size(size)
+    except ValueError:
+        return 0, 0
+    scale = 2 ** UPSAMPLING_LAYERS[num_upsampling_layers]
+    return sw * scale, sh * scale
+
+
+def check_output_size(opt):
+    """:class:`OptionError` (``--crop_size``) unless the generator's output is exactly the data's size,
+    crop_size x round(crop_size / aspect_ratio): the latent grid is crop_size // 2**n_up wide, so
+    other sizes would be rounded silently (``--crop_size 100`` gives 96x96)."""
+    mode, crop, aspect = opt.num_upsampling_layers, opt.crop_size, opt.aspect_ratio
+
+    def fits(c):
+        return round(c / aspect) > 0 and output_size(c, aspect, mode) == (c, round(c / aspect))
+
+    if fits(crop):
+        return
+    got = output_size(crop, aspect, mode)
+    step = 2 ** UPSAMPLING_LAYERS[mode]
+    nearest = sorted((c for c in range(step, 2 * max(crop, step) + step, step) if fits(c)),
+                     key=lambda c: (abs(c - crop), c))[:2]
+    suggestion = f"; nearest that fit: {' or '.join(str(c) for c in sorted(nearest))}" if nearest else ""
+    raise OptionError(
+        "--crop_size", crop,
+        f"the generator would make {got[0]}x{got[1]} images, not {crop}x{round(crop / aspect)} "
+        f"(--aspect_ratio {aspect}, --num_upsampling_layers {mode}: the width must be a multiple of {step} "
+        f"and the height come out whole){suggestion}")
+
+
 class SPADEGenerator(BaseNetwork):
     """SPADE / GauGAN generator (the paper's baseline B1).
 
@@ -56,6 +96,32 @@ class SPADEGenerator(BaseNetwork):
       the label map it built them from), for SPADE's look-up path. None: they are recovered from the
       map when it is exactly one-hot, else (a soft map) SPADE convolves densely. Same image either way.
     """
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        parser.add_argument("--norm_G", type=str, default="spectralspadesyncbatch3x3",
+                            help="normalisation of the generator's SPADE blocks: [spectral]spade<norm><k>x<k>, "
+                                 "e.g. spectralspadesyncbatch3x3, spadeinstance3x3")
+        parser.add_argument("--num_upsampling_layers", choices=tuple(UPSAMPLING_LAYERS), default="normal",
+                            help="normal: 5 upsamplings; more: one between the middle blocks (Cityscapes); "
+                                 "most: also one more block at the end")
+        return parser
+
+    @staticmethod
+    def validate_options(opt):
+        """The generator makes RGB images of exactly crop_size x round(crop_size / aspect_ratio)."""
+        if opt.output_nc != 3:
+            raise OptionError("--output_nc", opt.output_nc, f"must be 3: the {opt.netG} generator makes RGB images")
+        try:
+            parse_spade_config(opt.norm_G.replace("spectral", ""))
+        except ValueError:
+            raise OptionError("--norm_G", opt.norm_G,
+                              f"must be [spectral]spade<norm><k>x<k> with norm one of {', '.join(PARAM_FREE_NORMS)} "
+                              "and an odd k, e.g. spectralspadesyncbatch3x3") from None
+        if opt.num_upsampling_layers == "most" and opt.ngf < 2:
+            raise OptionError("--ngf", opt.ngf, "must be at least 2 with --num_upsampling_layers most "
+                                                "(its last block has ngf // 2 channels)")
+        check_output_size(opt)
 
     def __init__(self, opt):
         super().__init__()
@@ -157,6 +223,7 @@ class DAGANGenerator(SPADEGenerator):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
+        SPADEGenerator.modify_commandline_options(parser, is_train)
         parser.add_argument("--no_sam", action="store_true",
                             help="DAGAN: no position-wise spatial attention module (SAM)")
         parser.add_argument("--no_cam", action="store_true",
@@ -166,6 +233,15 @@ class DAGANGenerator(SPADEGenerator):
         parser.add_argument("--cam_scales", type=int, default=1,
                             help="DAGAN: backbone scales fused into CAM's F~ (Eq. 5); 1 = official conv_64 only")
         return parser
+
+    @staticmethod
+    def validate_options(opt):
+        SPADEGenerator.validate_options(opt)
+        # Blocks head_0, G_middle_0/1, up_0..up_3 (+ up_4 with 'most'); CAM fuses those before the last.
+        max_scales = 7 + (opt.num_upsampling_layers == "most") - 1
+        if not opt.no_cam and not 1 <= opt.cam_scales <= max_scales:
+            raise OptionError("--cam_scales", opt.cam_scales,
+                              f"must be in [1, {max_scales}] with --num_upsampling_layers {opt.num_upsampling_layers}")
 
     def __init__(self, opt):
         super().__init__(opt)
