@@ -8,12 +8,12 @@ also apply at test time, so test.py rebuilds the network that was trained.
 
 Origins:
 - The public datasets: DAGAN's official training scripts (``train_<dataset>.sh`` of DAGAN_v1 for
-  Cityscapes and ADE20K, of GauGAN_DAGAN for the others; SPEC section 6 lists them): ``--niter``,
+  Cityscapes and ADE20K, of GauGAN_DAGAN for the others): ``--niter``,
   ``--niter_decay`` and the global ``--batchSize`` (on 1 / 8 / 4 / 4 / 4 GPUs). They pass no
   ``--lr`` / ``--ngf`` / ``--ndf``, so SPADE's defaults apply (options/train_options.py ``--lr
   0.0002``, base_options.py ``--ngf 64``, train_options.py ``--ndf 64``), as does SPADE's
   ``--num_upsampling_layers normal``, except Cityscapes: SPADE's data/cityscapes_dataset.py sets
-  ``more`` (SPEC section 6, column n_up). ``print_freq`` is SPADE's default (100).
+  ``more``. ``print_freq`` is SPADE's default (100).
   (The official scripts also pass ``--save_epoch_freq 5 --save_latest_freq 1000``: checkpointing
   choices of their machines, not hyper-parameters; not preset.)
 - synthetic: this repository's main job (``python train.py`` with no arguments), which must finish

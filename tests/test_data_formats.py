@@ -47,7 +47,7 @@ def loader_items(opt):
     return list(data.create_dataloader(opt))
 
 
-# ---------------------------------------------------------------- defaults of SPEC §6
+# ---------------------------------------------------------------- the official defaults per dataset
 @pytest.mark.parametrize("mode,expected", [
     ("cityscapes", dict(label_nc=35, contain_dontcare_label=False, no_instance=False, preprocess_mode="fixed",
                         load_size=512, crop_size=512, aspect_ratio=2.0, num_upsampling_layers="more", niter=100,

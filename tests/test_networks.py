@@ -25,7 +25,7 @@ from models.networks import (
 
 LAYOUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoint_layout")
 
-# SPEC section 6: label_nc, dontcare, instance, crop, aspect, n_up.
+# The official settings per dataset: label_nc, dontcare, instance, crop, aspect, n_up.
 DATASETS = {
     "cityscapes": dict(label_nc=35, contain_dontcare_label=False, no_instance=False, crop_size=512,
                        aspect_ratio=2.0, num_upsampling_layers="more"),
@@ -36,7 +36,7 @@ DATASETS = {
     "deepfashion": dict(label_nc=20, contain_dontcare_label=False, no_instance=True, crop_size=256),
 }
 
-# Paper Table 3 (SPEC section 7), millions of parameters: (GauGAN G, DAGAN G, D).
+# DAGAN paper, Table 3, millions of parameters: (GauGAN G, DAGAN G, D).
 PAPER_SIZES = {
     "cityscapes": (93.0, 93.1, 5.6),
     "ade20k": (96.5, 96.6, 5.8),

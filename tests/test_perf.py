@@ -128,8 +128,3 @@ def test_cpu_malloc_setting():
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert applied is True
     assert cpu.keep_freed_memory() is applied  # idempotent
-    # Memory is still usable and freed memory reused: a large tensor after a freed one of the same size.
-    a = torch.ones(8 * 2**20)
-    del a
-    b = torch.zeros(8 * 2**20)
-    assert float(b.sum()) == 0.0

@@ -1,4 +1,4 @@
-"""scripts/*.sh: valid bash, official settings of SPEC section 6, every flag accepted by the options.
+"""scripts/*.sh: valid bash, the official settings of DAGAN's scripts, every flag accepted by the options.
 
 The scripts are run for real with ``torchrun`` / ``python`` replaced by a shim that records its
 arguments, so what is checked is exactly what bash would pass to train.py / test.py.
@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "scripts")
 
-# dataset -> (global batch, GPUs, niter, niter_decay, label_nc, crop_size, aspect_ratio, n_up)  (SPEC section 6)
+# dataset -> (global batch, GPUs, niter, niter_decay, label_nc, crop_size, aspect_ratio, n_up)  (DAGAN's official scripts)
 OFFICIAL = {
     "cityscapes": (8, 1, 100, 100, 35, 512, 2.0, "more"),
     "ade20k": (8, 1, 100, 100, 150, 256, 1.0, "normal"),

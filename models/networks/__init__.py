@@ -119,10 +119,8 @@ def validate_options(opt):
 
 def _build(cls, opt):
     net = cls(opt)
-    net.init_weights(getattr(opt, "init_type", "xavier"), getattr(opt, "init_variance", 0.02))
-    device = getattr(opt, "device", None)
-    if device is not None:
-        net.to(device)
+    net.init_weights(opt.init_type, opt.init_variance)
+    net.to(opt.device)
     logger.info("network [%s] was created: %s parameters", cls.__name__, f"{count_parameters(net):,}")
     return net
 
@@ -134,7 +132,7 @@ def define_G(opt):
 
 def define_D(opt):
     """The discriminator named by ``opt.netD``, initialised, on ``opt.device``."""
-    return _build(find_network_using_name("discriminator", getattr(opt, "netD", "multiscale")), opt)
+    return _build(find_network_using_name("discriminator", opt.netD), opt)
 
 
 def define_E(opt):

@@ -4,9 +4,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .normalization import SPADE, as_pyramid
+from .base_network import LRELU_SLOPE
 from .ops.spectral_norm import spectral_norm
-
-LRELU_SLOPE = 0.2
 
 
 class SPADEResnetBlock(nn.Module):

@@ -1,4 +1,4 @@
-"""Shared network utilities: weight initialisation and parameter counting."""
+"""Shared network utilities: weight initialisation, parameter counting, the leaky-ReLU slope."""
 
 import logging
 
@@ -8,6 +8,8 @@ from torch.nn import init
 logger = logging.getLogger(__name__)
 
 INIT_TYPES = ("xavier", "xavier_uniform", "normal", "kaiming", "orthogonal", "none")
+# Negative slope of every leaky ReLU in the SPADE / DAGAN networks (the reference code's 0.2).
+LRELU_SLOPE = 0.2
 
 
 def count_parameters(module):

@@ -15,13 +15,11 @@ import torch.nn.functional as F
 
 from util.errors import OptionError, require_positive
 
-from .base_network import BaseNetwork
+from .base_network import LRELU_SLOPE, BaseNetwork
 from .normalization import get_nonspade_norm_layer
 from .ops.label_image_conv import LabelImageConv2d
 
 logger = logging.getLogger(__name__)
-
-LRELU_SLOPE = 0.2
 
 
 def check_conv_norm(flag, norm):
@@ -109,7 +107,7 @@ class MultiscaleDiscriminator(BaseNetwork):
         super().__init__()
         if opt.num_D < 1:
             raise ValueError(f"--num_D must be >= 1, got {opt.num_D}")
-        input_nc = opt.semantic_nc + getattr(opt, "output_nc", 3)
+        input_nc = opt.semantic_nc + opt.output_nc
         for i in range(opt.num_D):
             self.add_module(f"discriminator_{i}",
                             NLayerDiscriminator(input_nc, opt.ndf, opt.n_layers_D, opt.norm_D))

@@ -5,12 +5,10 @@ import logging
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base_network import BaseNetwork
+from .base_network import LRELU_SLOPE, BaseNetwork
 from .normalization import get_nonspade_norm_layer
 
 logger = logging.getLogger(__name__)
-
-LRELU_SLOPE = 0.2
 
 
 class ConvEncoder(BaseNetwork):

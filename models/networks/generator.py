@@ -1,7 +1,8 @@
 """Generators: SPADE / GauGAN (``--netG spade``) and DAGAN (``--netG dagan``, the default).
 
-DAGAN = the SPADE backbone + the official DAGAN tail (SPEC section 2); the paper's variants (SPEC
-section 3) are options of the DAGAN generator. ``--netG dagan --no_sam --no_cam`` is exactly SPADE
+DAGAN = the SPADE backbone + the official DAGAN tail (position-wise SAM and scale-wise CAM summed
+into the last conv); the paper's variants (CAM modes, more scales, SAM/CAM off) are options of the
+DAGAN generator. ``--netG dagan --no_sam --no_cam`` is exactly SPADE
 (same state-dict keys, same forward).
 """
 
@@ -14,9 +15,9 @@ import torch.nn.functional as F
 
 from util.errors import OptionError
 
-from .architecture import LRELU_SLOPE, SPADEResnetBlock
+from .architecture import SPADEResnetBlock
 from .attention import CAM_MODES, ChannelAttention, ScaleFusion, SpatialAttention
-from .base_network import BaseNetwork
+from .base_network import LRELU_SLOPE, BaseNetwork
 from .normalization import PARAM_FREE_NORMS, parse_spade_config
 from .ops.resize import upsample2x
 from .ops.segmap import SegmapPyramid
@@ -134,7 +135,7 @@ class SPADEGenerator(BaseNetwork):
         semantic_nc = opt.semantic_nc
         # The label channels are one-hot (SPADE's fast path looks them up); any instance edge map
         # channel after them is convolved densely.
-        dontcare = 1 if getattr(opt, "contain_dontcare_label", False) else 0
+        dontcare = 1 if opt.contain_dontcare_label else 0
         self.onehot_channels = min(semantic_nc, opt.label_nc + dontcare)
 
         if self.use_vae:
@@ -245,10 +246,10 @@ class DAGANGenerator(SPADEGenerator):
 
     def __init__(self, opt):
         super().__init__(opt)
-        self.use_sam = not getattr(opt, "no_sam", False)
-        self.use_cam = not getattr(opt, "no_cam", False)
-        self.cam_scales = int(getattr(opt, "cam_scales", 1))
-        cam_mode = getattr(opt, "cam_mode", "II")
+        self.use_sam = not opt.no_sam
+        self.use_cam = not opt.no_cam
+        self.cam_scales = opt.cam_scales
+        cam_mode = opt.cam_mode
         max_scales = len(self.block_names) - 1
         if self.use_cam and not 1 <= self.cam_scales <= max_scales:
             raise ValueError(
