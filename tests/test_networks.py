@@ -1,6 +1,5 @@
 """Tests of models/networks: attention formulas, SPADE equivalence, official key layout, sizes, losses."""
 
-import argparse
 import ast
 import os
 
@@ -9,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import build_options
 from models import networks
 from models.networks import (
     ChannelAttention,
@@ -46,18 +46,13 @@ PAPER_SIZES = {
 
 
 def make_opt(**overrides):
-    values = dict(
-        netG="dagan", ngf=8, init_type="xavier", init_variance=0.02, z_dim=16, use_vae=False,
-        norm_G="spectralspadesyncbatch3x3", norm_D="spectralinstance", norm_E="spectralinstance",
-        num_upsampling_layers="normal", crop_size=32, aspect_ratio=1.0, label_nc=5,
-        contain_dontcare_label=False, no_instance=True, output_nc=3, netD="multiscale", ndf=8, num_D=2,
-        n_layers_D=4, no_sam=False, no_cam=False, cam_mode="II", cam_scales=1, isTrain=True,
-        no_ganFeat_loss=False, device=torch.device("cpu"),
-    )
+    """A tiny DAGAN configuration (5 classes, no instance map, 32x32), built by the parser."""
+    values = dict(netG="dagan", ngf=8, z_dim=16, crop_size=32, load_size=32, aspect_ratio=1.0, label_nc=5,
+                  no_instance=True, ndf=8, num_D=2, n_layers_D=4)
     values.update(overrides)
-    values["semantic_nc"] = (values["label_nc"] + (1 if values["contain_dontcare_label"] else 0)
-                             + (0 if values["no_instance"] else 1))
-    return argparse.Namespace(**values)
+    values.setdefault("load_size", values["crop_size"])
+    values["load_size"] = max(values["load_size"], values["crop_size"])
+    return build_options(**values)
 
 
 def random_semantics(opt, batch=2, seed=0):
@@ -389,14 +384,26 @@ def test_vae_generator_uses_z():
         assert not torch.allclose(netG(seg, z), netG(seg, z + 1))
 
 
-def test_cam_scales_out_of_range():
+def test_cam_scales_out_of_range(capsys):
+    # 5 blocks before up_3 with 'normal' upsampling: at most 6 scales; caught by the options.
+    with pytest.raises(SystemExit) as err:
+        make_opt(cam_scales=7)
+    assert err.value.code == 2 and "--cam_scales 7: must be in [1, 6]" in capsys.readouterr().err
+    opt = make_opt()
+    opt.cam_scales = 7  # built without the options' check: the generator refuses too
     with pytest.raises(ValueError, match="cam_scales"):
-        DAGANGenerator(make_opt(cam_scales=7))
+        DAGANGenerator(opt)
 
 
-def test_too_small_crop_is_clear_error():
+def test_too_small_crop_is_clear_error(capsys):
+    # 16 px < 2**5: the latent grid would be empty.
+    with pytest.raises(SystemExit) as err:
+        make_opt(crop_size=16)
+    assert err.value.code == 2 and "--crop_size 16" in capsys.readouterr().err
+    opt = make_opt()
+    opt.crop_size = 16
     with pytest.raises(ValueError, match="crop_size"):
-        SPADEGenerator(make_opt(crop_size=16))
+        SPADEGenerator(opt)
 
 
 @pytest.mark.parametrize("cam_scales", [1, 3])
@@ -488,8 +495,12 @@ def test_norm_layers_and_errors():
     assert not hasattr(block.conv_0, "weight_orig")
     bn = networks.SPADEGenerator(make_opt()).head_0.norm_0.param_free_norm
     assert type(bn) is nn.BatchNorm2d and bn.weight is None
-    with pytest.raises(ValueError, match="spadefoo3x3"):
-        SPADEGenerator(make_opt(norm_G="spectralspadefoo3x3"))
+    with pytest.raises(SystemExit):  # the options refuse it
+        make_opt(norm_G="spectralspadefoo3x3")
+    opt = make_opt()
+    opt.norm_G = "spectralspadefoo3x3"
+    with pytest.raises(ValueError, match="spadefoo3x3"):  # and so does the network built without them
+        SPADEGenerator(opt)
     with pytest.raises(ValueError, match="dagan, spade"):
         networks.find_network_using_name("generator", "pix2pixhd")
 

@@ -4,7 +4,6 @@ and the swap of a built network's fast layers for reference twins (``ops.to_refe
 Nothing here is timed; speed is measured by scripts/benchmark.py.
 """
 
-import argparse
 import copy
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import build_options
 from models import networks
 from models.networks import ops
 from models.networks.normalization import SPADE
@@ -206,17 +206,12 @@ def test_to_reference_rejects_unknown_kind():
 
 
 def generator_opt(**overrides):
-    values = dict(
-        netG="dagan", ngf=4, init_type="xavier", init_variance=0.02, z_dim=8, use_vae=False,
-        norm_G="spectralspadesyncbatch3x3", num_upsampling_layers="normal", crop_size=32,
-        aspect_ratio=1.0, label_nc=5, contain_dontcare_label=True, no_instance=False,
-        no_sam=False, no_cam=False, cam_mode="II", cam_scales=1, device=torch.device("cpu"),
-        norm_D="spectralinstance", ndf=4, num_D=2, n_layers_D=3, output_nc=3,
-    )
+    """A tiny DAGAN configuration (5 classes + dontcare + instance edges, 32x32), built by the parser."""
+    values = dict(netG="dagan", ngf=4, z_dim=8, crop_size=32, load_size=32, aspect_ratio=1.0, label_nc=5,
+                  contain_dontcare_label=True, ndf=4, num_D=2, n_layers_D=3)
     values.update(overrides)
-    values["semantic_nc"] = (values["label_nc"] + (1 if values["contain_dontcare_label"] else 0)
-                             + (0 if values["no_instance"] else 1))
-    return argparse.Namespace(**values)
+    values["load_size"] = max(values["load_size"], values["crop_size"])
+    return build_options(**values)
 
 
 def layer_types(net):
