@@ -258,8 +258,8 @@ def check_dataset(opt):
     if opt.skip_data_check:
         logger.info("--skip_data_check: the files of the %s split are checked only when loaded", opt.phase)
         return
-    start = time.time()
     datasets = [(where, find_dataset_using_name(o.dataset_mode)(o)) for where, o in _splits(opt)]
+    start = time.time()
     files = list(dict.fromkeys(f for _, ds in datasets for f in ds.data_files()))
     if not files:
         return
