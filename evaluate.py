@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", help="folder of real images (paired with --fake by file stem)")
+    p.add_argument("--real", help="folder of real images (FID/KID: any names and number; LPIPS/FRD pair them "
+                                  "with --fake by file stem)")
     p.add_argument("--fake", required=True, help="folder of generated images")
     p.add_argument("--metrics", default="", help=f"comma-separated subset of {','.join(KNOWN_METRICS)}")
     p.add_argument("--inception_weights", default=None,

@@ -222,6 +222,7 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.manual_seed(opt.seed)
     apply_cpu_settings(opt)
+    data.check_dataset(opt)
 
     dataloader = data.create_dataloader(opt)
     model = models.create_model(opt)

@@ -231,6 +231,7 @@ def _setup(opt, options):
 
     Everything is checked (run folder, model, data, checkpoint) before the first file is written,
     so a start that fails leaves an earlier run in the folder untouched and creates no folder."""
+    data.check_dataset(opt)
     mode, source, existing = check_run_dir(opt)
     seed_everything(opt.seed)  # the same initial weights on every rank
     model = models.create_model(opt)

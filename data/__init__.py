@@ -114,3 +114,12 @@ def create_dataloader(opt):
         pin_memory=isinstance(device, torch.device) and device.type == "cuda",
     )
     return loader
+
+
+def check_dataset(opt):
+    """Check every file the run will read before it starts (data/data_check.py): returns quietly when
+    all are fine, raises ``util.errors.DataError`` listing every bad file otherwise. ``--skip_data_check``
+    turns it off. train.py and test.py call it right after parsing the options."""
+    from data.data_check import check_dataset as check
+
+    check(opt)

@@ -45,6 +45,11 @@ class BaseDataset(data.Dataset):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
+        """Flags of every dataset mode; a mode's own setter calls this first."""
+        parser.add_argument("--skip_data_check", action="store_true",
+                            help="do not check every file of the split before training / testing "
+                                 "(data.check_dataset; for huge sets: bad files then stop the run "
+                                 "when the loader reaches them, and no aspect-ratio warning is given)")
         return parser
 
     @staticmethod
@@ -55,6 +60,18 @@ class BaseDataset(data.Dataset):
     def set_epoch(self, epoch):
         """Called by the sampler each epoch; seeds the per-sample random crop and flip."""
         self.epoch = int(epoch)
+
+    # -- the data check before a run (data.check_dataset, data/data_check.py) -------------------
+    def data_files(self):
+        """``[(path, kind)]`` of every file the dataset reads, ``kind`` one of
+        ``data.data_check.KINDS`` ('image', 'label', 'instance'); [] = nothing to check up front."""
+        return []
+
+    def data_problems(self, facts):
+        """The problems the samples would raise, found from ``facts`` ({path: {kind: facts}}, see
+        ``data.data_check.inspect_file``) of :meth:`data_files`: ``[(path, message)]``, each message
+        the text the loader would raise for that file."""
+        return []
 
 
 def check_preprocess_mode(mode):
@@ -83,6 +100,20 @@ def resized_size(opt, size):
     return w, h  # 'crop': no resize
 
 
+def crop_problem(opt, size):
+    """The error of cropping ``--crop_size`` from an input of ``size`` = (w, h) after the resize step,
+    or None when the crop fits (or ``--preprocess_mode`` does not crop)."""
+    new_w, new_h = resized_size(opt, size)
+    if "crop" in opt.preprocess_mode and (new_w < opt.crop_size or new_h < opt.crop_size):
+        if (new_w, new_h) == tuple(size):
+            what = f": a {new_w}x{new_h} image is"
+        else:
+            what = f" resizes a {size[0]}x{size[1]} image to {new_w}x{new_h},"
+        return (f"--preprocess_mode {opt.preprocess_mode}{what} smaller than --crop_size {opt.crop_size}; "
+                "raise --load_size or lower --crop_size")
+    return None
+
+
 def get_params(opt, size, rng):
     """Random crop position and flip for one sample whose label map has ``size`` = (w, h).
 
@@ -91,11 +122,9 @@ def get_params(opt, size, rng):
     new_w, new_h = resized_size(opt, size)
     crop_pos = None
     if "crop" in opt.preprocess_mode:
-        if new_w < opt.crop_size or new_h < opt.crop_size:
-            raise ValueError(
-                f"--preprocess_mode {opt.preprocess_mode} resizes a {size[0]}x{size[1]} image to "
-                f"{new_w}x{new_h}, smaller than --crop_size {opt.crop_size}; raise --load_size or lower --crop_size"
-            )
+        problem = crop_problem(opt, size)
+        if problem:
+            raise ValueError(problem)
         if opt.isTrain:
             crop_pos = (int(rng.integers(0, new_w - opt.crop_size + 1)),
                         int(rng.integers(0, new_h - opt.crop_size + 1)))

@@ -8,6 +8,10 @@ The lists are naturally sorted (digit runs compared as numbers), cut to ``--max_
 checked pairwise. Every label map is validated when it is read: 255 becomes ``label_nc`` when
 ``--contain_dontcare_label``, and any value outside ``[0, label_nc + contain_dontcare_label)`` raises
 ``ValueError`` naming the file and the values, instead of an index error deep inside a scatter.
+
+Before a run, ``data.check_dataset`` finds the same problems in every file of the split at once
+(:meth:`Pix2pixDataset.data_files` / :meth:`Pix2pixDataset.data_problems`, data/data_check.py); the
+messages come from the same functions, so a file reported up front reads as it would in the loader.
 """
 
 import logging
@@ -18,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.base_dataset import BaseDataset, check_preprocess_mode, get_params, transform_image, transform_map
+from data.base_dataset import (BaseDataset, check_preprocess_mode, crop_problem, get_params, resized_size,
+                               transform_image, transform_map)
 from util.errors import require_positive
 
 logger = logging.getLogger(__name__)
@@ -73,18 +78,37 @@ def file_stem(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
+# What PIL raises for a file it cannot decode.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+
+
+def unreadable_message(path, kind, err):
+    """The message of a file PIL cannot decode: ``cannot read image <path>: <PIL's reason>``."""
+    return f"cannot read {kind} {path}: {err}"
+
+
+def float_map_message(path, kind):
+    return f"{kind} {path} stores floating-point values; expected integer ids"
+
+
 def read_rgb(path):
     """Open a photo as an RGB PIL image; OSError naming the file when it cannot be decoded."""
     try:
         with Image.open(path) as img:
             img.load()
             return img.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:
-        raise OSError(f"cannot read image {path}: {err}") from err
+    except DECODE_ERRORS as err:
+        raise OSError(unreadable_message(path, "image", err)) from err
 
 
 def read_integer_map(path, kind):
-    """Open a label or instance map as an integer array [H,W], keeping the stored bit depth.
+    """Open a label or instance map as an int64 array [H,W] of its stored integer values
+    (:func:`decode_integer_map`)."""
+    return decode_integer_map(path, kind).astype(np.int64)
+
+
+def decode_integer_map(path, kind):
+    """Open a label or instance map as a 2-D integer array [H,W] in its stored integer type.
 
     8-bit ('L', 'P' palette indices), 16-bit ('I;16', e.g. Cityscapes instanceIds like 26001) and 32-bit
     ('I') PNGs are returned as their integer values, never rescaled. A colour file is accepted only
@@ -94,10 +118,10 @@ def read_integer_map(path, kind):
         with Image.open(path) as img:
             img.load()
             if img.mode == "F":
-                raise ValueError(f"{kind} {path} stores floating-point values; expected integer ids")
+                raise ValueError(float_map_message(path, kind))
             array = np.array(img)
     except (OSError, SyntaxError) as err:
-        raise OSError(f"cannot read {kind} {path}: {err}") from err
+        raise OSError(unreadable_message(path, kind, err)) from err
     if array.ndim == 3:
         if array.shape[2] in (2, 4):  # LA / RGBA: drop alpha
             array = array[..., :-1]
@@ -109,7 +133,34 @@ def read_integer_map(path, kind):
         array = array[..., 0]
     if array.ndim != 2:
         raise ValueError(f"{kind} {path} has shape {array.shape}; expected a 2-D map")
-    return array.astype(np.int64)
+    return array
+
+
+def pair_size_problem(opt, image_path, image_size, label_path, label_size):
+    """The error of a photo and its label map whose sizes ((w, h) each) do not fit together under
+    ``--preprocess_mode``, or None. 'crop' and 'none' need equal sizes; the other modes need the
+    resize step to give both the same size (else the label and the photo would not align)."""
+    if image_size == label_size:
+        return None
+    mode = opt.preprocess_mode
+    if mode in ("crop", "none"):
+        return (f"image {image_path} is {image_size[0]}x{image_size[1]} but its label map {label_path} is "
+                f"{label_size[0]}x{label_size[1]}; --preprocess_mode {mode} needs equal sizes")
+    image_resized, label_resized = resized_size(opt, image_size), resized_size(opt, label_size)
+    if image_resized != label_resized:
+        return (f"image {image_path} ({image_size[0]}x{image_size[1]}) and label map {label_path} "
+                f"({label_size[0]}x{label_size[1]}) give different sizes after preprocessing: "
+                f"--preprocess_mode {mode} resizes them to {image_resized[0]}x{image_resized[1]} and "
+                f"{label_resized[0]}x{label_resized[1]}")
+    return None
+
+
+def instance_size_problem(instance_path, instance_size, label_path, label_size):
+    """The error of an instance map whose size differs from its label map's, or None."""
+    if instance_size == label_size:
+        return None
+    return (f"instance map {instance_path} is {instance_size[0]}x{instance_size[1]} but its label map "
+            f"{label_path} is {label_size[0]}x{label_size[1]}")
 
 
 class Pix2pixDataset(BaseDataset):
@@ -124,6 +175,7 @@ class Pix2pixDataset(BaseDataset):
     def modify_commandline_options(parser, is_train):
         """The flags of every semantic dataset (label maps in, photos out); each mode calls this, then
         sets its own defaults."""
+        parser = BaseDataset.modify_commandline_options(parser, is_train)
         parser.add_argument("--label_nc", type=int, default=182,
                             help="number of label classes, without the dontcare label")
         parser.add_argument("--contain_dontcare_label", action="store_true",
@@ -169,7 +221,8 @@ class Pix2pixDataset(BaseDataset):
         return file_stem(path)
 
     def remap_label(self, array, path):
-        """Dataset-specific value mapping applied before validation (default: none)."""
+        """Dataset-specific value mapping applied before validation (default: none). Element-wise:
+        the data check applies it to a label map's distinct values."""
         return array
 
     # ------------------------------------------------------------------ checks
@@ -191,23 +244,71 @@ class Pix2pixDataset(BaseDataset):
                 f"file: {extra}"
             )
 
+    def channel_indices(self, array):
+        """Label values (after ``remap_label``) -> one-hot channel indices: 255 becomes ``label_nc``
+        with --contain_dontcare_label."""
+        if self.opt.contain_dontcare_label:
+            return np.where(array == 255, self.opt.label_nc, array)
+        return array
+
+    def label_values_problem(self, path, channels):
+        """The error naming ``path`` and its values outside ``[0, num_label_values)``, or None;
+        ``channels``: the label map's channel indices (:meth:`channel_indices`), all or distinct."""
+        bad = (channels < 0) | (channels >= self.num_label_values)
+        if not bad.any():
+            return None
+        opt = self.opt
+        values = np.unique(channels[bad])
+        shown = ", ".join(str(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
+        dontcare = " (value 255 = dontcare maps to label_nc)" if opt.contain_dontcare_label else ""
+        return (f"label map {path} contains value(s) {shown} outside the valid range "
+                f"[0, {self.num_label_values - 1}] for --label_nc {opt.label_nc}"
+                f"{' with --contain_dontcare_label' if opt.contain_dontcare_label else ''}{dontcare}")
+
     def load_label(self, path):
         """Read, remap and validate one label map -> int64 array [H,W] of channel indices."""
-        array = self.remap_label(read_integer_map(path, "label map"), path)
-        opt = self.opt
-        if opt.contain_dontcare_label:
-            array = np.where(array == 255, opt.label_nc, array)
-        bad = (array < 0) | (array >= self.num_label_values)
-        if bad.any():
-            values = np.unique(array[bad])
-            shown = ", ".join(str(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
-            dontcare = " (value 255 = dontcare maps to label_nc)" if opt.contain_dontcare_label else ""
-            raise ValueError(
-                f"label map {path} contains value(s) {shown} outside the valid range "
-                f"[0, {self.num_label_values - 1}] for --label_nc {opt.label_nc}"
-                f"{' with --contain_dontcare_label' if opt.contain_dontcare_label else ''}{dontcare}"
-            )
+        array = self.channel_indices(self.remap_label(read_integer_map(path, "label map"), path))
+        problem = self.label_values_problem(path, array)
+        if problem:
+            raise ValueError(problem)
         return array
+
+    # ------------------------------------------------------------------ the data check
+    def data_files(self):
+        files = [(p, "label") for p in self.label_paths] + [(p, "image") for p in self.image_paths]
+        return files + [(p, "instance") for p in self.instance_paths]
+
+    def data_problems(self, facts):
+        """Every problem ``__getitem__`` would raise, from the files' facts: unreadable files, label
+        values out of range, sizes that do not fit together or are too small for the crop."""
+        opt = self.opt
+        problems = []
+        instance_paths = self.instance_paths or [None] * len(self.label_paths)
+        for label_path, image_path, instance_path in zip(self.label_paths, self.image_paths, instance_paths):
+            label, image = facts[label_path]["label"], facts[image_path]["image"]
+            instance = facts[instance_path]["instance"] if instance_path else {}
+            for path, found in ((label_path, label), (image_path, image), (instance_path, instance)):
+                if "error" in found:
+                    problems.append((path, found["error"]))
+            if "error" in label:
+                continue
+            values = self.remap_label(np.asarray(label["values"], dtype=np.int64), label_path)
+            problem = self.label_values_problem(label_path, self.channel_indices(values))
+            if problem:
+                problems.append((label_path, problem))
+            label_size = tuple(label["size"])
+            problem = crop_problem(opt, label_size)
+            if problem:
+                problems.append((label_path, f"label map {label_path}: {problem}"))
+            if "size" in image:
+                problem = pair_size_problem(opt, image_path, tuple(image["size"]), label_path, label_size)
+                if problem:
+                    problems.append((image_path, problem))
+            if "size" in instance:
+                problem = instance_size_problem(instance_path, tuple(instance["size"]), label_path, label_size)
+                if problem:
+                    problems.append((instance_path, problem))
+        return problems
 
     # ------------------------------------------------------------------ Dataset API
     def __len__(self):
@@ -218,17 +319,18 @@ class Pix2pixDataset(BaseDataset):
         label_path = self.label_paths[index]
         label = self.load_label(label_path)
         height, width = label.shape
+        problem = crop_problem(opt, (width, height))
+        if problem:
+            raise ValueError(f"label map {label_path}: {problem}")
         rng = np.random.default_rng([int(opt.seed), int(self.epoch), int(index)])
         params = get_params(opt, (width, height), rng)
         label_tensor = transform_map(label, opt, params)
 
         image_path = self.image_paths[index]
         image = read_rgb(image_path)
-        if image.size != (width, height) and opt.preprocess_mode in ("crop", "none"):
-            raise ValueError(
-                f"image {image_path} is {image.size[0]}x{image.size[1]} but its label map {label_path} is "
-                f"{width}x{height}; --preprocess_mode {opt.preprocess_mode} needs equal sizes"
-            )
+        problem = pair_size_problem(opt, image_path, image.size, label_path, (width, height))
+        if problem:
+            raise ValueError(problem)
         image_tensor = transform_image(image, opt, params)
         if image_tensor.shape[1:] != label_tensor.shape[1:]:
             raise ValueError(
@@ -242,11 +344,10 @@ class Pix2pixDataset(BaseDataset):
         else:
             instance_path = self.instance_paths[index]
             instance = read_integer_map(instance_path, "instance map")
-            if instance.shape != label.shape:
-                raise ValueError(
-                    f"instance map {instance_path} is {instance.shape[1]}x{instance.shape[0]} but its label map "
-                    f"{label_path} is {width}x{height}"
-                )
+            problem = instance_size_problem(instance_path, (instance.shape[1], instance.shape[0]), label_path,
+                                            (width, height))
+            if problem:
+                raise ValueError(problem)
             instance_tensor = transform_map(instance, opt, params)
 
         return self.postprocess({

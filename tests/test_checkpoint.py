@@ -97,3 +97,41 @@ def test_weight_files_use_the_official_names_and_plain_state_dicts(tmp_path):
     assert torch.equal(fresh.netD_A.weight, model.netD_A.weight)
     with pytest.raises(FileNotFoundError, match=r'3_net_G_A\.pth.*3_state\.pth'):
         ckpt.load_network_weights(fresh, opt, '3', names=('G_A',), required=('G_A',))
+
+
+def test_checkpoint_size_estimate_matches_the_files_of_a_run(synth_root, tmp_path, caplog):
+    """The estimate logged before training against what a tiny run writes: the full state, one set
+    of weight files and the total within 10%, the number of epoch sets exactly."""
+    import logging
+
+    import models
+    import train
+    from options.train_options import TrainOptions
+    from test_train import tiny_args
+
+    # 3 epochs, weights every 2: latest + epochs 2 and 3 (the last)
+    args = tiny_args(synth_root, tmp_path, 'size', '--niter', '2', '--niter_decay', '1', '--save_epoch_freq', '2',
+                     '--ema_decay', '0.9')
+    train.main(args)
+    run = tmp_path / 'size'
+    opt = TrainOptions().parse(args)
+    with caplog.at_level(logging.INFO, logger='util.checkpoint'):
+        est = ckpt.log_checkpoint_estimate(models.create_model(opt), opt)
+
+    def size(*names):
+        return sum(os.path.getsize(run / n) for n in names)
+
+    pth = sorted(p for p in os.listdir(run) if p.endswith('.pth'))
+    assert pth == ['2_net_D.pth', '2_net_G.pth', '2_net_G_ema.pth', '3_net_D.pth', '3_net_G.pth', '3_net_G_ema.pth',
+                   'latest_net_D.pth', 'latest_net_G.pth', 'latest_net_G_ema.pth', 'latest_state.pth']
+    assert est['epoch_sets'] == 2
+    assert est['state'] == pytest.approx(size('latest_state.pth'), rel=0.1)
+    assert est['weights'] == pytest.approx(size('latest_net_D.pth', 'latest_net_G.pth', 'latest_net_G_ema.pth'),
+                                           rel=0.1)
+    assert est['total'] == pytest.approx(size(*pth), rel=0.1)
+    # parameters x 4 bytes x (1 + 2 Adam moments) dominate the state
+    params = sum(p.numel() for p in models.create_model(opt).parameters())
+    assert est['state'] > params * 4 * 3
+    logged = [r.getMessage() for r in caplog.records if r.name == 'util.checkpoint']
+    assert len(logged) == 1 and 'latest_state.pth' in logged[0] and '2 epoch set(s)' in logged[0]
+    assert f'about {ckpt.format_bytes(est["total"])} in {ckpt.run_dir(opt)}' in logged[0]

@@ -67,10 +67,31 @@ def test_cli_segmentation_synthetic(tmp_path):
 def test_cli_errors_are_one_line_messages(tmp_path, tmp_torch_home):
     real = _images(tmp_path / "real", ["a", "b"], 0)
     fake = _images(tmp_path / "fake", ["a"], 1)
-    with pytest.raises(SystemExit, match="Only in .*real.*: b"):
-        evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "fid"])
+    with pytest.raises(SystemExit, match="Only in .*real.*: b"):  # LPIPS pairs by stem
+        evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "lpips"])
     fake = _images(tmp_path / "fake", ["b"], 1)
     with pytest.raises(SystemExit, match=INCEPTION_WEIGHTS_FILE):
         evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "fid", "--device", "cpu"])
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate.main(["--real", str(real), "--fake", str(fake), "--metrics", "fid,is"])
+
+
+def test_fid_and_kid_compare_sets_with_any_names_and_counts(tmp_path, random_inception):
+    """Like pytorch-fid: FID/KID need no matching file stems and no equal counts; LPIPS/FRD still
+    pair by stem."""
+    from util.metrics import fid as fidm
+    from util.metrics.evaluation import evaluate_folders
+    from util.metrics.images import list_images
+
+    real = _images(tmp_path / "real", [f"frankfurt_{i}" for i in range(5)], 0, high=120)
+    fake = _images(tmp_path / "fake", [f"sample{i:02d}" for i in range(3)], 1, low=100)
+    res = evaluate_folders(str(real), str(fake), ["fid", "kid"], fid_dims=192, kid_subsets=5)
+    assert (res["num_images"], res["num_real"]) == (3, 5)
+    model = fidm.load_fid_inception(None, dims=192)
+    act_real = fidm.activations_from_files(list_images(str(real)), model)
+    act_fake = fidm.activations_from_files(list_images(str(fake)), model)
+    assert res["fid"] == pytest.approx(fidm.fid_from_activations(act_real, act_fake), rel=1e-6)
+    assert res["fid"] > 0
+    assert res["kid"] == pytest.approx(fidm.kid_from_activations(act_real, act_fake, num_subsets=5)[0], rel=1e-6)
+    with pytest.raises(ValueError, match="do not match by file stem"):
+        evaluate_folders(str(real), str(fake), ["fid", "lpips"], fid_dims=192)

@@ -17,10 +17,12 @@ import glob
 import logging
 import os
 import random
+import shutil
 
 import numpy as np
 import torch
 
+from util.distributed import is_main_process, unwrap
 from util.util import TEMP_PREFIX, atomic_open
 
 logger = logging.getLogger(__name__)
@@ -307,3 +309,79 @@ def describe_resume_source(opt):
     if weights:
         return 'weights', weights[0]
     return None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# how much disk a run's checkpoints take
+
+# Bytes torch.save adds per stored tensor (zip entry, 64-byte alignment, pickled key and metadata),
+# measured with torch 2.14: 250-320 depending on the key length.
+TENSOR_FILE_OVERHEAD = 300
+# The rest of a full-state file: RNG states (~10 KB), options, counters.
+STATE_FILE_OVERHEAD = 32 * 1024
+
+
+def _tensor_file_bytes(tensors):
+    return sum(t.numel() * t.element_size() + TENSOR_FILE_OVERHEAD for t in tensors)
+
+
+def checkpoint_size_estimate(model, opt):
+    """Bytes on disk of the checkpoints train.py writes for ``model`` under ``opt``, before any is
+    written. Returns a dict:
+
+    - ``weights``: one set of weight-only files ``<label>_net_<X>.pth`` (every network's parameters
+      and buffers; plus ``_ema`` files with --ema_decay);
+    - ``state``: ``latest_state.pth``: the networks, Adam's two moments per trainable parameter
+      (parameters x 4 bytes x (1 + 2) in fp32), the EMA networks, RNG states and options;
+    - ``epoch_sets``: the number of ``<epoch>_net_*`` sets kept (every --save_epoch_freq epochs and
+      the last epoch); ``best``: ``best_net_*`` with --eval_freq (0 otherwise);
+    - ``total``: everything at the end of the run: the state and ``latest_net_*`` (each overwritten
+      in place), the epoch sets and the best weights.
+    """
+    nets = {name: unwrap(net) for name, net in model.networks().items()}
+    net_bytes = {name: _tensor_file_bytes(net.state_dict().values()) for name, net in nets.items()}
+    ema_bytes = sum(net_bytes[n] for n in model.ema_network_names if n in nets) if opt.ema_decay > 0 else 0
+    weights = sum(net_bytes.values()) + ema_bytes
+    trainable = [p for net in nets.values() for p in net.parameters() if p.requires_grad]
+    # exp_avg and exp_avg_sq like the parameter, plus one 'step' scalar per parameter
+    adam = 2 * _tensor_file_bytes(trainable) + len(trainable) * (4 + TENSOR_FILE_OVERHEAD)
+    state = sum(net_bytes.values()) + adam + ema_bytes + STATE_FILE_OVERHEAD
+    total_epochs = opt.niter + opt.niter_decay
+    epoch_sets = len([e for e in range(1, total_epochs + 1) if e % opt.save_epoch_freq == 0 or e == total_epochs])
+    best = 0
+    if opt.eval_freq > 0:
+        best = sum(net_bytes[n] for n in model.inference_network_names if n in nets) + ema_bytes
+    return {"weights": weights, "state": state, "epoch_sets": epoch_sets, "best": best,
+            "total": state + weights * (1 + epoch_sets) + best}
+
+
+def format_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def log_checkpoint_estimate(model, opt):
+    """Log what the run's checkpoints will take on disk (:func:`checkpoint_size_estimate`); a
+    warning when that exceeds the free space of --checkpoints_dir. Returns the estimate."""
+    est = checkpoint_size_estimate(model, opt)
+    if not is_main_process():
+        return est
+    logger.info(
+        "checkpoints: %s for the full state (latest_state.pth) + %s per set of weight files, "
+        "latest_net_* and %d epoch set(s) <epoch>_net_* (--save_epoch_freq %d and the last epoch)%s: "
+        "about %s in %s at the end",
+        format_bytes(est["state"]), format_bytes(est["weights"]), est["epoch_sets"], opt.save_epoch_freq,
+        f" + {format_bytes(est['best'])} best_net_*" if est["best"] else "", format_bytes(est["total"]),
+        run_dir(opt))
+    folder = os.path.abspath(run_dir(opt))
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    free = shutil.disk_usage(folder).free
+    if est["total"] > free:
+        logger.warning("the checkpoints of this run will need about %s, but %s has only %s free: raise "
+                       "--save_epoch_freq, or train a smaller network (--ngf, --ndf)",
+                       format_bytes(est["total"]), folder, format_bytes(free))
+    return est

@@ -3,6 +3,9 @@
 :class:`OptionError` is what an option check raises (``validate_options`` hooks of the options, the
 model, the networks and the datasets, and the registries for unknown names). ``BaseOptions.parse``
 turns it into argparse's one-line error and exit status 2, before anything is built or written.
+
+:class:`DataError` is what the data check before a run (``data.check_dataset``) raises: every bad
+file of the split at once, before any network is built or any file of the run is written.
 """
 
 
@@ -52,3 +55,16 @@ def require_non_negative(opt, *names, kind="integer"):
         value = getattr(opt, name)
         if value < 0:
             raise OptionError(name, value, f"must be a non-negative {kind}")
+
+
+class DataError(ValueError):
+    """Files of a dataset that a run cannot use, found before the run starts (``data.check_dataset``).
+
+    ``problems``: ``[(path, message)]``, every problem found, each message naming its file (the text
+    the data loader would raise when it reached that file). ``str(err)`` is the whole report: a line
+    with the counts, then one line per problem.
+    """
+
+    def __init__(self, message, problems):
+        self.problems = list(problems)
+        super().__init__(message)

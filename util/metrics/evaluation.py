@@ -17,6 +17,8 @@ from util.metrics.images import list_images, load_image01, pair_by_stem, stem
 logger = logging.getLogger(__name__)
 
 KNOWN_METRICS = ("fid", "kid", "lpips", "frd")
+# Metrics of image pairs (real and fake paired by file stem); the others compare two sets of images.
+PAIRED_METRICS = ("lpips", "frd")
 SEG_MODELS = ("drn", "upernet", "deeplab", "synthetic")
 
 
@@ -34,17 +36,20 @@ def parse_metrics(metrics):
 def evaluate_folders(real_dir, fake_dir, metrics=("fid",), inception_weights=None, lpips_net="alex",
                      lpips_weights=None, frd_weights=None, frd_distance="frechet", device="cpu",
                      batch_size=16, kid_subsets=100, kid_subset_size=1000, fid_dims=2048):
-    """Distribution and paired metrics between the images of two folders, paired by file stem.
+    """Distribution and paired metrics between the images of two folders.
 
-    Every fake image must have a real image with the same stem and vice versa (ValueError listing
-    the unmatched stems otherwise). Returns a dict of floats: 'fid', 'kid' (+ 'kid_std'), 'lpips',
-    'frd' for the requested metrics, plus 'num_images'.
+    FID and KID compare the two sets of images as they are, like pytorch-fid: any file names, any
+    numbers of images. LPIPS and FRD compare pairs: every fake image must have a real image with the
+    same file stem and vice versa (ValueError listing the unmatched stems otherwise). Returns a dict
+    of floats: 'fid', 'kid' (+ 'kid_std'), 'lpips', 'frd' for the requested metrics, plus
+    'num_images' (generated images scored) and 'num_real' (real images).
     """
     metrics = parse_metrics(metrics)
-    pairs = pair_by_stem(list_images(real_dir), list_images(fake_dir), real_dir, fake_dir)
-    real_files = [r for r, _ in pairs]
-    fake_files = [f for _, f in pairs]
-    results = {"num_images": len(pairs)}
+    real_files, fake_files = list_images(real_dir), list_images(fake_dir)
+    pairs = None
+    if any(m in PAIRED_METRICS for m in metrics):
+        pairs = pair_by_stem(real_files, fake_files, real_dir, fake_dir)
+    results = {"num_images": len(fake_files), "num_real": len(real_files)}
     if "fid" in metrics or "kid" in metrics:
         from util.metrics import fid as fidm
         model = fidm.load_fid_inception(inception_weights, dims=fid_dims, device=device)
