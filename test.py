@@ -124,7 +124,8 @@ FID_DIMS = 2048  # the standard Inception pool3 features
 
 
 class Evaluation:
-    """--evaluate: FID etc. between images/real_image and images/synthesized_image (paired by stem)
+    """--evaluate: FID etc. between the real and the generated images of ``model.evaluation_pair`` (FID/KID
+    over the two sets, LPIPS/FRD paired by stem)
     and segmentation scores of the synthesized images against the dataset's label maps.
 
     Built before generation so that a missing weight file (Inception, LPIPS/FRD backbones, segmenter)

@@ -251,6 +251,7 @@ def _setup(opt, options):
     if is_main_process():
         options.save_options(opt)
     logger.info('\n%s', options.format_options(opt))
+    ckpt.log_checkpoint_estimate(model, opt)
     return model, trainer, dataloader, run
 
 
