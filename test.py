@@ -262,6 +262,9 @@ def main(argv=None):
     check_inputs(opt)
     logging.basicConfig(level=logging.DEBUG if opt.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if options.option_file_read:
+        logger.info("options of the run from %s; flags given on the command line override them "
+                    "(--no_opt_file ignores the file)", options.option_file_read)
     torch.manual_seed(opt.seed)
     apply_cpu_settings(opt)
 
