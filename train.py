@@ -284,8 +284,9 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
         ckpt.set_rng_states(run.rng)
     for k, net in model.networks().items():
         logger.info('net%s parameters: %s', k, f'{count_parameters(net):,}')
-    logger.info('training %d epochs x %d iterations (batch %d) on %s', total_epochs, len(dataloader),
-                opt.batchSize, opt.device)
+    epochs = f'{total_epochs} epoch' + ('s' if total_epochs != 1 else '')
+    visualizer.log_message(f'training {epochs} x {len(dataloader)} iterations (batch {opt.batchSize}) on '
+                           f'{opt.device}')
 
     loop = TrainingLoop(opt, trainer, dataloader, visualizer, train_eval, run)
     t_start = time.time()
@@ -356,13 +357,16 @@ class TrainingLoop:
 
     def _log(self, epoch, epoch_iter, data_i, t_iter, bar):
         opt, total = self.opt, self.total_iters
-        if total % opt.print_freq == 0:
+        # The run's last iteration is logged and displayed too: a run shorter than --print_freq /
+        # --display_freq still has its losses and images on the page.
+        last = epoch == opt.niter + opt.niter_decay and epoch_iter == len(self.dataloader)
+        if total % opt.print_freq == 0 or last:
             now = time.time()
             self.visualizer.print_current_errors(epoch, epoch_iter, total, self.trainer.losses, now - t_iter)
             bar.set_postfix({k: f'{v.item():.3f}' for k, v in self.trainer.get_latest_losses().items()},
                             refresh=False)
         t_iter = time.time()
-        if total % opt.display_freq == 0:
+        if total % opt.display_freq == 0 or last:
             self.visualizer.display_current_results(self.trainer.model.get_current_visuals(), epoch, total)
         self.train_eval.maybe_evaluate(epoch, total)
         return t_iter

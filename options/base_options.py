@@ -183,7 +183,8 @@ class BaseOptions:
         parser.add_argument("--max_dataset_size", type=int, default=sys.maxsize,
                             help="use at most this many samples, after natural sorting (default: all)")
         parser.add_argument("--display_winsize", type=int, default=400,
-                            help="width of the images on the web pages (at most 256 on the training page)")
+                            help="width of the images on the training page, kept within 256..512 pixels "
+                                 "(smaller images are scaled up with sharp pixels)")
         return parser
 
     # ------------------------------------------------------------------ validation
