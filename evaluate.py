@@ -13,10 +13,12 @@ import json
 import logging
 import math
 import os
+import sys
 
 import torch
 
 from util.cpu import keep_freed_memory
+from util.errors import UserError, run_cli
 from util.metrics.evaluation import KNOWN_METRICS, SEG_MODELS, evaluate_folders, segmentation_scores
 from util.metrics.segmentation import SCORE_LABELS
 
@@ -65,10 +67,10 @@ def run(args):
     results = {}
     metrics = [m for m in args.metrics.split(",") if m.strip()] if args.metrics else []
     if not metrics and not args.seg_model:
-        raise SystemExit("nothing to do: give --metrics and/or --seg_model")
+        raise UserError("nothing to do: give --metrics and/or --seg_model")
     if metrics:
         if not args.real:
-            raise SystemExit("--metrics needs --real")
+            raise UserError("--metrics needs --real")
         results.update(evaluate_folders(
             args.real, args.fake, metrics, inception_weights=args.inception_weights, lpips_net=args.lpips_net,
             lpips_weights=args.lpips_weights, frd_weights=args.frd_weights, frd_distance=args.frd_distance,
@@ -76,7 +78,7 @@ def run(args):
             kid_subset_size=args.kid_subset_size, fid_dims=args.fid_dims))
     if args.seg_model:
         if not args.label_dir:
-            raise SystemExit("--seg_model needs --label_dir")
+            raise UserError("--seg_model needs --label_dir")
         seg = segmentation_scores(args.fake, args.label_dir, args.seg_model,
                                   segmenter_weights=args.segmenter_weights, eval_size=args.seg_size,
                                   device=args.device, upernet_input=args.upernet_input,
@@ -117,13 +119,12 @@ def main(argv=None):
 
 
 def cli(argv=None):
-    """main() with bad input (missing files, unmatched stems, bad labels) reported as a one-line
-    error and exit status 1 instead of a traceback."""
-    try:
-        return main(argv)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"evaluate.py: error: {err}") from err
+    """main() with bad input (missing files, unmatched stems, bad labels: user errors and the
+    ValueErrors of util.metrics about the input folders) reported as one line ``evaluate.py: error:
+    ...`` on stderr and exit status 2, as argparse does, instead of a traceback (``--verbose``: the
+    traceback). Returns the exit status."""
+    return run_cli("evaluate.py", main, argv, also=(ValueError,))
 
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(cli())

@@ -44,10 +44,12 @@ import models
 from options.test_options import TestOptions
 from util import checkpoint, util
 from util.cpu import apply_cpu_settings
+from util.errors import MissingFileError, run_cli
 from util.html import HTML
 from util.util import write_text_atomic
 from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared with train.py)
 from util.metrics.segmentation import format_scores
+from util.preflight import check_data_folders, check_model_files
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def load_networks(model, opt):
         for name in model.ema_network_names:
             path = checkpoint.weight_path(opt, opt.which_epoch, name + "_ema")
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"--use_ema: {path} not found; it is written by train.py --ema_decay")
+                raise MissingFileError(f"--use_ema: {path} not found; it is written by train.py --ema_decay")
             checkpoint.load_state_dict_checked(model.networks()[name], checkpoint.safe_torch_load(path), path)
             loaded[name] = path
         names = tuple(n for n in names if n not in loaded)
@@ -135,29 +137,38 @@ class Evaluation:
     ``run(web_dir, label_paths) -> dict`` (floats; segmentation scores under 'segmentation').
     """
 
-    def __init__(self, opt):
+    @staticmethod
+    def check_files(opt):
+        """The metrics of the options (a list); FileNotFoundError naming the weight file of one of
+        them (FID/KID Inception, LPIPS / FRD backbone) that does not exist. Reads no weights."""
         from util.metrics import evaluation
         from util.metrics.fid import INCEPTION_WEIGHTS_FILE
         from util.metrics.perceptual import LPIPS_BACKBONE_FILES, RESNET50_FILE
         from util.metrics.weights import resolve_weights
 
-        self.opt = opt
-        self.evaluation = evaluation
-        self.device = str(opt.device)
         requested = opt.eval_metrics  # '' = no image metrics (segmentation only)
         if requested is None:
             requested = DEFAULT_EVAL_METRICS.get(opt.dataset_mode, "fid")
-        self.metrics = evaluation.parse_metrics(requested)
+        metrics = evaluation.parse_metrics(requested)
+        if "fid" in metrics or "kid" in metrics:
+            resolve_weights(INCEPTION_WEIGHTS_FILE, opt.inception_weights, "FID Inception", "--inception_weights")
+        if "lpips" in metrics:
+            resolve_weights(LPIPS_BACKBONE_FILES["alex"], opt.lpips_weights, "LPIPS alex backbone")
+        if "frd" in metrics:
+            resolve_weights(RESNET50_FILE, opt.frd_weights, "FRD ResNet-50", "--frd_weights")
+        return metrics
+
+    def __init__(self, opt):
+        from util.metrics import evaluation
+
+        self.opt = opt
+        self.evaluation = evaluation
+        self.device = str(opt.device)
+        self.metrics = self.check_files(opt)
         self.inception_weights = opt.inception_weights
         self.lpips_weights = opt.lpips_weights
         self.frd_weights = opt.frd_weights
         self.fid_dims = opt.fid_dims or FID_DIMS
-        if "fid" in self.metrics or "kid" in self.metrics:
-            resolve_weights(INCEPTION_WEIGHTS_FILE, self.inception_weights, "FID Inception", "--inception_weights")
-        if "lpips" in self.metrics:
-            resolve_weights(LPIPS_BACKBONE_FILES["alex"], self.lpips_weights, "LPIPS alex backbone")
-        if "frd" in self.metrics:
-            resolve_weights(RESNET50_FILE, self.frd_weights, "FRD ResNet-50", "--frd_weights")
         self.seg_model = opt.seg_model or DEFAULT_SEG_MODEL.get(opt.dataset_mode)
         self.seg_size = opt.seg_size
         self.segmenter = self.num_classes = None
@@ -216,11 +227,45 @@ def write_page(opt, model, web_dir, rows, metric_tables, loaded):
     return page.save()
 
 
+def check_checkpoint(opt):
+    """MissingFileError unless ``<checkpoints_dir>/<name>/`` holds weights of --which_epoch (a
+    ``<which_epoch>_net_<X>.pth`` or ``<which_epoch>_state.pth``); the message lists the epochs it
+    holds. Cheap: reads no file (load_networks checks each network's file and its fit)."""
+    folder = checkpoint.run_dir(opt)
+    if not os.path.isdir(folder):
+        raise MissingFileError(f"--name {opt.name}: no run folder {folder}, so no weights "
+                               f"{opt.which_epoch}_net_<X>.pth to load (train.py writes them there; check "
+                               f"--name and --checkpoints_dir)")
+    kind, _ = checkpoint.describe_resume_source(opt)
+    if kind is None:
+        epochs = sorted({f.split("_net_")[0] for f in os.listdir(folder) if "_net_" in f and f.endswith(".pth")}
+                        | {f[:-len("_state.pth")] for f in os.listdir(folder) if f.endswith("_state.pth")})
+        held = f"it holds {', '.join(epochs)}" if epochs else "it holds no weight files"
+        raise MissingFileError(f"--which_epoch {opt.which_epoch}: {folder} holds neither "
+                               f"{opt.which_epoch}_net_<X>.pth nor {opt.which_epoch}_state.pth ({held})")
+
+
+def check_inputs(opt):
+    """The cheap checks before anything is built, in this order: the data folders, the checkpoint,
+    the pretrained-weight files of the model and of --evaluate. Each failure is a user error with
+    one message (util.errors; cli() prints it, exit status 2)."""
+    check_data_folders(opt)
+    check_checkpoint(opt)
+    check_model_files(opt)
+    if opt.evaluate:
+        Evaluation.check_files(opt)
+
+
 def main(argv=None):
     """Run the test; returns {'web_dir', 'index', 'num_images', 'metrics'}."""
-    opt = TestOptions().parse(argv)
+    options = TestOptions()
+    opt = options.parse(argv)
+    check_inputs(opt)
     logging.basicConfig(level=logging.DEBUG if opt.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if options.option_file_read:
+        logger.info("options of the run from %s; flags given on the command line override them "
+                    "(--no_opt_file ignores the file)", options.option_file_read)
     torch.manual_seed(opt.seed)
     apply_cpu_settings(opt)
     data.check_dataset(opt)
@@ -306,5 +351,11 @@ def _flatten(d, prefix=""):
     return rows
 
 
+def cli(argv=None):
+    """Command-line entry: exit status 0, or 2 with the one-line message ``test.py: error: ...`` of a
+    user error (util.errors.run_cli; ``--verbose`` shows its traceback instead)."""
+    return run_cli("test.py", main, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -33,13 +33,15 @@ from util import checkpoint as ckpt
 from util import ddp
 from util.cpu import apply_cpu_settings
 from util.distributed import barrier, is_main_process
+from util.errors import MissingFileError, UserError, run_cli
 from util.metrics.segmentation import format_scores
+from util.preflight import check_data_folders, check_model_files
 from util.train_eval import TrainEval, val_options
 from util.visualizer import Visualizer
 
 logger = logging.getLogger('train')
 
-class RunExistsError(RuntimeError):
+class RunExistsError(UserError, RuntimeError):
     """checkpoints/<name>/ already holds a run and neither --continue_train nor --overwrite was given."""
 
 
@@ -66,7 +68,7 @@ def check_run_dir(opt):
 
     Returns (mode, source, existing): mode 'new' | 'state' (full-state resume) | 'weights'
     (fine-tuning from weight-only files), the file it starts from, and the files of a previous run
-    that ``--overwrite`` replaces. Raises RunExistsError / FileNotFoundError with what to do.
+    that ``--overwrite`` replaces. Raises RunExistsError / MissingFileError with what to do.
     """
     # Every rank decides from the same directory contents: none looks before all have arrived.
     barrier()
@@ -80,7 +82,7 @@ def check_run_dir(opt):
             f'nothing to resume. Start it afresh with --overwrite, or choose another --name.')
     if opt.continue_train:
         if kind is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'--continue_train: {ckpt.run_dir(opt)} holds neither our full-state checkpoint '
                 f'{os.path.basename(ckpt.state_path(opt, opt.which_epoch))} nor official weights '
                 f'{opt.which_epoch}_net_<name>.pth (--which_epoch {opt.which_epoch}).')
@@ -90,6 +92,18 @@ def check_run_dir(opt):
             f'{ckpt.run_dir(opt)} already holds a training run ({shown}). Refusing to overwrite it: '
             f'use --continue_train to resume it, --overwrite to replace it, or choose another --name.')
     return 'new', None, existing
+
+
+def check_inputs(opt):
+    """The cheap checks of a start, in the order a newcomer meets the problems: the data folders, the
+    run folder, the pretrained-weight files. Each failure is a user error (util.errors) with one
+    message. Every rank runs them before joining the process group and before building any network
+    or dataset, so under torchrun every worker stops alike with that message (exit status 2 by
+    cli()). ``_setup`` checks the run folder again once every rank has arrived."""
+    check_data_folders(opt)
+    check_run_dir(opt)
+    check_model_files(opt)
+    TrainEval.check_files(opt)
 
 
 def clear_run_dir(opt, existing):
@@ -174,6 +188,7 @@ def main(argv=None, stop_after_epoch=None, stop_after_iter=None):
     if opt.dry_run:
         configure_logging(opt.verbose)
         return dry_run(opt, options)
+    check_inputs(opt)
     created_group = ddp.init_distributed(opt)
     configure_logging(opt.verbose)
     apply_cpu_settings(opt)
@@ -271,8 +286,9 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
         ckpt.set_rng_states(run.rng)
     for k, net in model.networks().items():
         logger.info('net%s parameters: %s', k, f'{count_parameters(net):,}')
-    logger.info('training %d epochs x %d iterations (batch %d) on %s', total_epochs, len(dataloader),
-                opt.batchSize, opt.device)
+    epochs = f'{total_epochs} epoch' + ('s' if total_epochs != 1 else '')
+    visualizer.log_message(f'training {epochs} x {len(dataloader)} iterations (batch {opt.batchSize}) on '
+                           f'{opt.device}')
 
     loop = TrainingLoop(opt, trainer, dataloader, visualizer, train_eval, run)
     t_start = time.time()
@@ -343,26 +359,25 @@ class TrainingLoop:
 
     def _log(self, epoch, epoch_iter, data_i, t_iter, bar):
         opt, total = self.opt, self.total_iters
-        if total % opt.print_freq == 0:
+        # The run's last iteration is logged and displayed too: a run shorter than --print_freq /
+        # --display_freq still has its losses and images on the page.
+        last = epoch == opt.niter + opt.niter_decay and epoch_iter == len(self.dataloader)
+        if total % opt.print_freq == 0 or last:
             now = time.time()
             self.visualizer.print_current_errors(epoch, epoch_iter, total, self.trainer.losses, now - t_iter)
             bar.set_postfix({k: f'{v.item():.3f}' for k, v in self.trainer.get_latest_losses().items()},
                             refresh=False)
         t_iter = time.time()
-        if total % opt.display_freq == 0:
+        if total % opt.display_freq == 0 or last:
             self.visualizer.display_current_results(self.trainer.model.get_current_visuals(), epoch, total)
         self.train_eval.maybe_evaluate(epoch, total)
         return t_iter
 
 
 def cli(argv=None):
-    """Command-line entry: exit status 0, or 2 with a one-line message when the run exists."""
-    try:
-        result = main(argv)
-    except RunExistsError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    return result if isinstance(result, int) else 0
+    """Command-line entry: exit status 0, or 2 with the one-line message ``train.py: error: ...`` of a
+    user error (util.errors.run_cli; ``--verbose`` shows its traceback instead)."""
+    return run_cli('train.py', main, argv)
 
 
 if __name__ == '__main__':

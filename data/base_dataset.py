@@ -57,6 +57,13 @@ class BaseDataset(data.Dataset):
         """Check this dataset's option values after parsing (and set derived ones); raise
         ``util.errors.OptionError``."""
 
+    @staticmethod
+    def input_folders(opt):
+        """[(flag, folder)] of the folders this dataset reads, which must exist before anything is
+        built (checked by train.py / test.py right after the options; the files inside are checked
+        when the dataset is built). Default: ``--dataroot``."""
+        return [("--dataroot", opt.dataroot)]
+
     def set_epoch(self, epoch):
         """Called by the sampler each epoch; seeds the per-sample random crop and flip."""
         self.epoch = int(epoch)

@@ -50,6 +50,13 @@ class CustomDataset(Pix2pixDataset):
             if not folder:
                 raise OptionError(flag, None, f"required by --dataset_mode {opt.dataset_mode}")
 
+    @staticmethod
+    def input_folders(opt):
+        folders = [("--label_dir", opt.label_dir), ("--image_dir", opt.image_dir)]
+        if opt.instance_dir and not opt.no_instance:
+            folders.append(("--instance_dir", opt.instance_dir))
+        return folders
+
     def folders(self, opt):
         """(label_dir, image_dir, instance_dir or '') of this dataset."""
         return opt.label_dir, opt.image_dir, opt.instance_dir

@@ -37,6 +37,10 @@ class SyntheticDataset(CustomDataset):
         Pix2pixDataset.validate_options(opt)  # the folders are generated under --dataroot
         require_positive(opt, "synthetic_num_train", "synthetic_num_val", "synthetic_size")
 
+    @staticmethod
+    def input_folders(opt):
+        return []  # generated under --dataroot on first use
+
     def folders(self, opt):
         root = synthetic.ensure_synthetic_dataset(
             opt.dataroot,

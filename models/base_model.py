@@ -19,6 +19,7 @@ A model (``models/<name>_model.py``, class ``<Name>Model(BaseModel)``) declares:
   of which an exponential moving average may be kept (``--ema_decay``), updated after the phase
   named ``ema_after_phase``; ``evaluation_pair``: the
   (real, generated) names in :meth:`inference`'s output that FID compares during training.
+- :meth:`check_files` ``(opt)``: the pretrained-weight files the options need exist (before building).
 - Optional extra state (image pools, ...) through :meth:`extra_state_dict` /
   :meth:`load_extra_state_dict`, saved in the full-state checkpoint.
 
@@ -73,6 +74,12 @@ class BaseModel(nn.Module):
     @staticmethod
     def validate_options(opt):
         """Check this model's option values after parsing; raise ``options.OptionError``."""
+
+    @staticmethod
+    def check_files(opt):
+        """Raise ``util.errors.MissingFileError`` when a pretrained-weight file these options need
+        (e.g. a perceptual loss's backbone) does not exist. Cheap: reads and builds nothing; called
+        by train.py / test.py before any network is built."""
 
     def __init__(self, opt):
         super().__init__()

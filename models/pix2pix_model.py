@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from models import networks, pix2pix_options
 from models.base_model import BaseModel, Phase
+from models.networks.loss import require_vgg19_weights
 from util.distributed import unwrap
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class Pix2PixModel(BaseModel):
     @staticmethod
     def validate_options(opt):
         pix2pix_options.validate_options(opt)
+
+    @staticmethod
+    def check_files(opt):
+        if opt.isTrain and not opt.no_vgg_loss:
+            require_vgg19_weights(opt.vgg_weights)
 
     def __init__(self, opt):
         super().__init__(opt)

@@ -12,6 +12,7 @@ import torch
 
 from util.cpu import native_bf16
 from util.ddp import no_sync
+from util.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,8 @@ class Trainer:
     def load_state_dict(self, state, source='checkpoint'):
         saved = state['optimizers']
         if set(saved) != set(self.optimizers):
-            raise RuntimeError(f'{source} holds the optimisers {sorted(saved)}, the model has '
-                               f'{sorted(self.optimizers)}')
+            raise CheckpointError(f'{source} holds the optimisers {sorted(saved)}, the model has '
+                                  f'{sorted(self.optimizers)}')
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(saved[name])
         for name, scaler in self.scalers.items():

@@ -125,8 +125,11 @@ class BaseOptions:
 
     isTrain = False
     prog = None  # program name in messages ('train.py', 'test.py'); None = sys.argv[0]
-    # Options of a saved run that --load_from_opt_file does not take over.
-    not_from_file = DERIVED_OPTIONS + PROCESS_OPTIONS
+    # Options of a saved run that --load_from_opt_file does not take over (the file was found by
+    # --name / --checkpoints_dir: they stay as given).
+    not_from_file = DERIVED_OPTIONS + PROCESS_OPTIONS + ("name", "checkpoints_dir")
+    # The saved options file the last parse read (None: none was read).
+    option_file_read = None
 
     def initialize(self, parser):
         import data
@@ -180,7 +183,8 @@ class BaseOptions:
         parser.add_argument("--max_dataset_size", type=int, default=sys.maxsize,
                             help="use at most this many samples, after natural sorting (default: all)")
         parser.add_argument("--display_winsize", type=int, default=400,
-                            help="width of the images on the web pages (at most 256 on the training page)")
+                            help="width of the images on the training page, kept within 256..512 pixels "
+                                 "(smaller images are scaled up with sharp pixels)")
         return parser
 
     # ------------------------------------------------------------------ validation
@@ -222,8 +226,10 @@ class BaseOptions:
         opt, _ = parser.parse_known_args()
 
         saved, saved_origin = {}, None
-        if opt.load_from_opt_file:
+        self.option_file_read = None
+        if self.reads_option_file(opt):
             saved, saved_origin = self.read_option_file(opt), f"from {self.option_file_path(opt, 'json')}"
+            self.option_file_read = self.option_file_path(opt, "json")
             parser.set_layers((saved, saved_origin))
             opt, _ = parser.parse_known_args()
 
@@ -249,6 +255,11 @@ class BaseOptions:
     @staticmethod
     def option_file_path(opt, ext="json"):
         return os.path.join(opt.checkpoints_dir, opt.name, f"opt.{ext}")
+
+    def reads_option_file(self, opt):
+        """Whether the parse takes defaults from the run's saved options (``--load_from_opt_file``;
+        test.py also when the file exists, see TestOptions)."""
+        return opt.load_from_opt_file
 
     def read_option_file(self, opt):
         """The saved options of ``--load_from_opt_file`` that this run takes over."""

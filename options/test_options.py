@@ -1,5 +1,6 @@
 """Options of test.py (SPADE flag names): which weights, how many images, where, which metrics."""
 
+import os
 import re
 
 from util.errors import OptionError, require_positive
@@ -10,17 +11,26 @@ FID_DIMS = (64, 192, 768, 2048)
 
 
 class TestOptions(BaseOptions):
+    """test.py reads the run's saved options (``<checkpoints_dir>/<name>/opt.json``, written by
+    train.py) by default when the file exists: the networks are rebuilt as trained and the data read as
+    in training (geometry, label classes, dataset mode and folders, model, netG, ...); flags given on
+    the command line override them; ``--no_opt_file`` ignores the file."""
+
     isTrain = False
     prog = "test.py"
-    # The test phase's own settings are not taken from a training run's opt.json.
+    # The test phase's own settings are not taken from a training run's opt.json (nor the inference
+    # precision: a run trained with --amp fp16 on a GPU may be tested on a CPU).
     not_from_file = BaseOptions.not_from_file + ("phase", "serial_batches", "no_flip", "batchSize", "load_size",
-                                                 "which_epoch")
+                                                 "which_epoch", "amp")
 
     def initialize(self, parser):
         parser = super().initialize(parser)
         parser.add_argument("--results_dir", type=str, default="./results", help="results are saved here")
         parser.add_argument("--which_epoch", type=str, default="latest",
                             help="which epoch to load: a number or 'latest'")
+        parser.add_argument("--no_opt_file", action="store_true",
+                            help="do not read <checkpoints_dir>/<name>/opt.json, the options train.py saved "
+                                 "(read by default when it exists; flags given override its values)")
         parser.add_argument("--how_many", type=int, default=float("inf"),
                             help="how many test images to run (default: all)")
         parser.add_argument("--use_ema", action="store_true",
@@ -53,6 +63,13 @@ class TestOptions(BaseOptions):
         parser.set_defaults(phase="test", preprocess_mode="scale_width_and_crop", serial_batches=True,
                             no_flip=True, batchSize=1, memory_format="channels_last")
         return parser
+
+    def reads_option_file(self, opt):
+        if opt.load_from_opt_file and opt.no_opt_file:
+            raise OptionError("--no_opt_file", None, "contradicts --load_from_opt_file")
+        if opt.load_from_opt_file:
+            return True  # the file must exist (read_option_file says so when it does not)
+        return not opt.no_opt_file and os.path.isfile(self.option_file_path(opt, "json"))
 
     def apply_phase_rules(self, opt, given):
         if "load_size" not in given:

@@ -13,6 +13,8 @@
 # the dataset ships no test labels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=env.sh
+source scripts/env.sh
 
 DATAROOT="${ADE20K_DATAROOT:-./datasets/ADEChallengeData2016}"
 NAME="${NAME:-ade20k_dagan}"

@@ -13,6 +13,8 @@
 # the dataset ships no test labels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=env.sh
+source scripts/env.sh
 
 DATAROOT="${CITYSCAPES_DATAROOT:-./datasets/cityscapes}"
 NAME="${NAME:-cityscapes_dagan}"

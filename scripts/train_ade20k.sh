@@ -19,6 +19,8 @@
 # Resume an interrupted run by appending --continue_train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=env.sh
+source scripts/env.sh
 
 DATAROOT="${ADE20K_DATAROOT:-./datasets/ADEChallengeData2016}"
 NAME="${NAME:-ade20k_dagan}"

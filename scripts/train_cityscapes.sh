@@ -19,6 +19,8 @@
 # Resume an interrupted run by appending --continue_train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=env.sh
+source scripts/env.sh
 
 DATAROOT="${CITYSCAPES_DATAROOT:-./datasets/cityscapes}"
 NAME="${NAME:-cityscapes_dagan}"

@@ -132,6 +132,9 @@ def test_test_py_stops_before_its_results_folder(tmp_path):
     results = tmp_path / "results"
     argv = as_argv(custom_values(tmp_path / "data", labels, images, checkpoints_dir=tmp_path / "ck",
                                  results_dir=results, name="run", gpu_ids=-1))
+    # A weight file is there (the cheaper check, run first, passes): the data check is what stops it.
+    (tmp_path / "ck" / "run").mkdir(parents=True)
+    (tmp_path / "ck" / "run" / "latest_net_G.pth").write_bytes(b"not read")
     with pytest.raises(DataError, match="2 of 16 files of the test split"):
         test_py.main(argv)
     assert not results.exists()

@@ -1,5 +1,6 @@
 """evaluate.py end to end: stem pairing, JSON output, segmentation through the CLI, error messages."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -64,14 +65,20 @@ def test_cli_segmentation_synthetic(tmp_path):
     assert res["segmentation"]["mIoU"] == pytest.approx(1.0)
 
 
-def test_cli_errors_are_one_line_messages(tmp_path, tmp_torch_home):
+def test_cli_errors_are_one_line_messages(tmp_path, tmp_torch_home, capsys):
     real = _images(tmp_path / "real", ["a", "b"], 0)
     fake = _images(tmp_path / "fake", ["a"], 1)
-    with pytest.raises(SystemExit, match="Only in .*real.*: b"):  # LPIPS pairs by stem
-        evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "lpips"])
+    assert evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "lpips"]) == 2  # LPIPS pairs by stem
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.match(r"evaluate\.py: error: .*Only in .*real.*: b", line)
     fake = _images(tmp_path / "fake", ["b"], 1)
-    with pytest.raises(SystemExit, match=INCEPTION_WEIGHTS_FILE):
-        evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "fid", "--device", "cpu"])
+    assert evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "fid", "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("evaluate.py: error: ") and INCEPTION_WEIGHTS_FILE in line
+    assert evaluate.cli(["--fake", str(fake)]) == 2
+    assert capsys.readouterr().err == "evaluate.py: error: nothing to do: give --metrics and/or --seg_model\n"
+    with pytest.raises(FileNotFoundError, match=INCEPTION_WEIGHTS_FILE):  # --verbose: the traceback
+        evaluate.cli(["--real", str(real), "--fake", str(fake), "--metrics", "fid", "--device", "cpu", "--verbose"])
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate.main(["--real", str(real), "--fake", str(fake), "--metrics", "fid,is"])
 

@@ -5,6 +5,7 @@ arguments, so what is checked is exactly what bash would pass to train.py / test
 """
 import glob
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -182,3 +183,69 @@ def test_parse_helper_rejects_flags_the_options_do_not_know():
         parse(TrainOptions, ["--dataset_mode", "cityscapes", "--no_such_flag"])
     with pytest.raises(SystemExit):
         parse(TrainOptions, ["--dataset_mode", "cityscapes", "--netG", "spade", "--no_cam"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the repository's .venv (the README's set-up creates it and activates nothing)
+
+def dataset_scripts():
+    return sorted(glob.glob(os.path.join(SCRIPTS, "train_*.sh")) + glob.glob(os.path.join(SCRIPTS, "test_*.sh")))
+
+
+@pytest.mark.parametrize("path", dataset_scripts(), ids=os.path.basename)
+def test_dataset_scripts_source_the_venv_snippet(path):
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    # after the cd to the repository root, before any command runs
+    assert lines.index("source scripts/env.sh") == lines.index('cd "$(dirname "$0")/.."') + 2
+
+
+def fake_repo(tmp_path, venv):
+    """A copy of scripts/ in tmp_path/repo (with .venv/bin/{torchrun,python} shims when ``venv``) and a
+    PATH holding only the tools the scripts and the shim use: no python, no torchrun."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SCRIPTS, repo / "scripts")
+    if venv:
+        (repo / ".venv" / "bin").mkdir(parents=True)
+        for name in ("torchrun", "python"):
+            shim = repo / ".venv" / "bin" / name
+            shim.write_text(SHIM)
+            shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("dirname", "ls", "wc"):
+        os.symlink(shutil.which(tool), tools / tool)
+    record = tmp_path / "record"
+    record.mkdir()
+    env = {"PATH": str(tools), "RECORD_DIR": str(record), "HOME": str(tmp_path)}
+    return repo, record, env
+
+
+def recorded(record):
+    return [(record / f).read_text().splitlines() for f in sorted(os.listdir(record))]
+
+
+def test_scripts_use_the_repository_venv_without_activation(tmp_path):
+    repo, record, env = fake_repo(tmp_path, venv=True)
+    for script, args in (("train_cityscapes.sh", []), ("test_cityscapes.sh", ["--how_many", "1"])):
+        result = subprocess.run([shutil.which("bash"), str(repo / "scripts" / script), *args],
+                                env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+    train_call, test_call = recorded(record)
+    assert train_call[:2] == ["--standalone", "--nproc_per_node=1"] and "train.py" in train_call
+    assert test_call[0] == "test.py" and test_call[-2:] == ["--how_many", "1"]
+
+
+def test_without_a_venv_the_path_is_left_as_it_is(tmp_path):
+    repo, record, env = fake_repo(tmp_path, venv=False)
+    result = subprocess.run([shutil.which("bash"), str(repo / "scripts" / "train_cityscapes.sh")], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 127 and "torchrun: not found" in result.stderr
+    # a python of the caller's PATH (an activated environment) is used
+    python = tmp_path / "tools" / "python"
+    python.write_text(SHIM)
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    result = subprocess.run([shutil.which("bash"), str(repo / "scripts" / "test_cityscapes.sh")], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert recorded(record)[0][0] == "test.py"

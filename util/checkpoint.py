@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from util.distributed import is_main_process, unwrap
+from util.errors import CheckpointError, MissingFileError
 from util.util import TEMP_PREFIX, atomic_open
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,11 @@ def atomic_torch_save(obj, path):
 def safe_torch_load(path, map_location='cpu'):
     """torch.load(weights_only=True) with errors that name the file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
+        raise MissingFileError(f'checkpoint file not found: {path}')
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise RuntimeError(
+        raise CheckpointError(
             f'cannot read checkpoint {path}: {e}. The file is truncated, not a PyTorch file, or '
             f'contains pickled Python objects (only tensors and plain containers are accepted).'
         ) from e
@@ -80,7 +81,7 @@ def cpu_state_dict(net):
 
 
 def load_state_dict_checked(net, state_dict, source):
-    """Strict load with an error that names the file and the mismatching keys/shapes."""
+    """Strict load; a :class:`util.errors.CheckpointError` names the file and the mismatching keys/shapes."""
     # Weights saved from a DataParallel/DDP-wrapped network carry a 'module.' prefix.
     if state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
@@ -101,7 +102,7 @@ def load_state_dict_checked(net, state_dict, source):
             parts.append('shape mismatch: ' + show(
                 [f'{k} file {tuple(state_dict[k].shape)} vs network {tuple(own[k].shape)}'
                  for k in wrong_shape]))
-        raise RuntimeError(
+        raise CheckpointError(
             f'{source} does not fit the {type(net).__name__} built from the options '
             f'({"; ".join(parts)}). Check --netG/--ngf/--label_nc/--no_instance/'
             f'--contain_dontcare_label/--num_upsampling_layers/--crop_size against the run that '
@@ -123,8 +124,8 @@ def load_network_weights(model, opt, which_epoch, names, required):
     """Load ``<which_epoch>_net_<X>.pth`` into the model's networks (ours or the official files).
 
     When a weight-only file is missing but our ``<which_epoch>_state.pth`` exists, the weights are
-    taken from that. Names in ``required`` raise FileNotFoundError when neither file exists; the
-    others are skipped (and reported in the returned dict as None).
+    taken from that. Names in ``required`` raise MissingFileError (a FileNotFoundError) when neither
+    file exists; the others are skipped (and reported in the returned dict as None).
     Returns {name: path the weights came from or None}.
     """
     nets = model.networks()
@@ -146,7 +147,7 @@ def load_network_weights(model, opt, which_epoch, names, required):
             loaded[name] = spath
             continue
         if name in required:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'no weights for net{name}: neither {path} nor {spath} exists. Put the official '
                 f'{which_epoch}_net_{name}.pth into {run_dir(opt)}/ or check --name/--checkpoints_dir/'
                 f'--which_epoch.')
@@ -239,7 +240,7 @@ def save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done
 def _load_state_file(path):
     state = safe_torch_load(path)
     if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
-        raise RuntimeError(f'{path} is not a training-state file written by this repo '
+        raise CheckpointError(f'{path} is not a training-state file written by this repo '
                            f'(expected format {STATE_FORMAT!r})')
     if state.get('version') == 1:
         old = state['optimizers']
@@ -248,7 +249,7 @@ def _load_state_file(path):
             'scalers': {k[len('scaler_'):]: old[k] for k in ('scaler_G', 'scaler_D') if k in old}}
         state['version'] = STATE_VERSION
     if state.get('version') != STATE_VERSION:
-        raise RuntimeError(f'{path} has state version {state.get("version")}, this code reads '
+        raise CheckpointError(f'{path} has state version {state.get("version")}, this code reads '
                            f'versions 1 and {STATE_VERSION}')
     return state
 
@@ -262,12 +263,12 @@ def load_training_state(trainer, path):
     nets = trainer.model.networks()
     for name, sd in state['networks'].items():
         if name not in nets:
-            raise RuntimeError(f'{path} holds net{name} but the options build no net{name} '
+            raise CheckpointError(f'{path} holds net{name} but the options build no net{name} '
                                f'(e.g. --model or --use_vae differs from the saved run)')
         load_state_dict_checked(nets[name], sd, f'{path} [net{name}]')
     for name in nets:
         if name not in state['networks']:
-            raise RuntimeError(f'{path} holds no net{name} but the options build one')
+            raise CheckpointError(f'{path} holds no net{name} but the options build one')
     trainer.load_state_dict(state['optimizers'], path)
     trainer.model.load_extra_state_dict(state.get('model_extra') or {})
     return state

@@ -85,11 +85,13 @@ class HTML:
                 # dominate escapes str children; add them as text nodes
                 dominate.util.text(line)
 
-    def add_images(self, ims, txts, links=None, width=256):
+    def add_images(self, ims, txts, links=None, width=256, pixelated=False):
         """One row of images with captions under them; each image links to ``links[i]``.
 
         ``ims`` and ``links`` are paths relative to ``web_dir``; ``links`` defaults to ``ims``
-        (click to open the full-size file).
+        (click to open the full-size file). ``pixelated``: images shown larger than they are are
+        scaled by the browser with nearest-neighbour sampling (CSS ``image-rendering: pixelated``):
+        label maps and small images keep their pixels sharp instead of being blurred.
         """
         ims = list(ims)
         txts = list(txts)
@@ -105,7 +107,8 @@ class HTML:
             for im, txt, link in zip(ims, txts, links):
                 with td(style="word-wrap: break-word;", halign="center", valign="top"), p():
                     with a(href=self._url(link)):
-                        img(style=f"width:{int(width)}px", src=self._url(im))
+                        style = f"width:{int(width)}px" + (";image-rendering:pixelated" if pixelated else "")
+                        img(style=style, src=self._url(im))
                     br()
                     dominate.util.text(str(txt))
 

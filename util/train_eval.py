@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from util import checkpoint as ckpt
 from util.distributed import is_main_process, unwrap
+from util.errors import MissingFileError
 from util.util import write_text_atomic
 from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm
 
@@ -72,6 +73,22 @@ class TrainEval:
     the built-in scoring (tests).
     """
 
+    @staticmethod
+    def check_files(opt):
+        """The weight file --eval_freq needs: a MissingFileError when the FID Inception file is
+        missing where FID cannot be skipped (an explicit --inception_weights, or a dataset other than
+        the synthetic one). Cheap: reads nothing; train.py calls it before building anything."""
+        from util.metrics.fid import INCEPTION_WEIGHTS_FILE
+        from util.metrics.weights import resolve_weights
+
+        if opt.eval_freq <= 0:
+            return
+        try:
+            resolve_weights(INCEPTION_WEIGHTS_FILE, opt.inception_weights, "FID Inception", "--inception_weights")
+        except FileNotFoundError as e:
+            if opt.inception_weights or opt.dataset_mode != 'synthetic':
+                raise MissingFileError(f'--eval_freq needs the FID Inception weights: {e}') from e
+
     def __init__(self, opt, model, train_dataset, visualizer, metric_fn=None):
         self.opt = opt
         self.model = model
@@ -104,7 +121,7 @@ class TrainEval:
             self.inception = load_fid_inception(explicit, dims=opt.fid_dims, device=opt.device)
         except FileNotFoundError as e:
             if explicit or opt.dataset_mode != 'synthetic':
-                raise FileNotFoundError(f'--eval_freq needs the FID Inception weights: {e}') from e
+                raise MissingFileError(f'--eval_freq needs the FID Inception weights: {e}') from e
             self.visualizer.log_message(
                 f'--eval_freq: FID is skipped ({INCEPTION_WEIGHTS_FILE} not found in the torch hub '
                 f'cache; put it there or pass --inception_weights); the layout score is still computed.')

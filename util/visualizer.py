@@ -6,9 +6,12 @@
   under the model's names (``model.loss_names``; SPADE's: GAN, GAN_Feat, VGG, KLD, D_Fake, D_real)
   at full float precision;
   evaluation results as ``{"kind": "eval", "epoch", "iter", "split", "pixel_accuracy", ...}``.
-- ``web/index.html``: the loss curves (inline SVG, no plotting library; one chart per training
-  phase), evaluation scores and their curve, and the visuals of every display step, newest first
-  (``web/images/``), drawn by the kind of each tensor (util.util.visual_arrays).
+- ``web/index.html``: a heading (run name, model, dataset, latest iteration, when the page was
+  written), the notes of the run (``log_message`` lines) in a box, the loss curves (inline SVG, no
+  plotting library; one chart per training phase; whole iterations on the x axis), evaluation scores
+  and their curve, and the visuals of every display step, newest first (``web/images/``), drawn by
+  the kind of each tensor (util.util.visual_arrays) at :func:`page_image_width` pixels, small images
+  scaled up with sharp pixels.
 
 Only the main process writes (``util.distributed.is_main_process``).
 """
@@ -21,6 +24,7 @@ import re
 import time
 
 import dominate.util
+from dominate.tags import div, h1, p
 
 from util import html as html_page
 from util import util as image_util
@@ -30,6 +34,11 @@ from util.metrics.segmentation import format_scores
 logger = logging.getLogger(__name__)
 
 _IMAGE_NAME = re.compile(r'^epoch(\d+)_iter(\d+)_(\w+?)(?:_(\d+))?\.png$')
+# Width of the images on the training page: --display_winsize, at least 256 px (small images are
+# scaled up, with sharp pixels) and at most 512 px (several visuals side by side).
+PAGE_IMAGE_WIDTH_RANGE = (256, 512)
+_NOTES_STYLE = ('border:1px solid #bbb;background:#f6f6f6;padding:6px 10px;margin:8px 0;'
+                'font-family:monospace;white-space:pre-wrap')
 _COLOURS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf')
 
 
@@ -74,6 +83,7 @@ class Visualizer:
         self.visual_order = []
         self.records = []
         self.notes = []
+        self.latest = None  # (epoch, iteration) of the latest logged or displayed step
         if not is_main_process():
             return
         os.makedirs(self.run_dir, exist_ok=True)
@@ -90,6 +100,8 @@ class Visualizer:
 
     def _truncate_after(self, resume_iter):
         self.records = [r for r in _read_jsonl(self.jsonl_path) if int(r.get('iter', 0)) <= resume_iter]
+        for r in self.records:
+            self._saw(r.get('epoch', 0), r.get('iter', 0))
         image_util.write_text_atomic(self.jsonl_path, ''.join(json.dumps(r) + '\n' for r in self.records))
         if os.path.isdir(self.img_dir):
             for fname in os.listdir(self.img_dir):
@@ -98,6 +110,11 @@ class Visualizer:
                     os.remove(os.path.join(self.img_dir, fname))
 
     # ------------------------------------------------------------------------------------------
+    def _saw(self, epoch, total_iters):
+        step = (int(epoch), int(total_iters))
+        if self.latest is None or step[1] >= self.latest[1]:
+            self.latest = step
+
     def _append(self, record, text_line):
         self.records.append(record)
         with open(self.jsonl_path, 'a', encoding='utf-8') as f:
@@ -130,6 +147,7 @@ class Visualizer:
         logger.debug('%s', line)
         if not is_main_process():
             return
+        self._saw(epoch, total_iters)
         record = {'kind': 'loss', 'epoch': int(epoch), 'iter': int(total_iters),
                   'epoch_iter': int(epoch_iter), 'time': float(t_iter), **values}
         self._append(record, line)
@@ -141,6 +159,7 @@ class Visualizer:
         logger.info('%s', line)
         if not is_main_process():
             return
+        self._saw(epoch, total_iters)
         record = {'kind': 'eval', 'epoch': int(epoch), 'iter': int(total_iters), 'split': split,
                   'what': what, **values}
         self._append(record, line)
@@ -165,6 +184,7 @@ class Visualizer:
         """Save this display step's images and rewrite web/index.html."""
         if not (is_main_process() and self.use_html):
             return
+        self._saw(epoch, total_iters)
         for b, row in enumerate(self.visuals_to_images(visuals)):
             for name, arr in row:
                 fname = f'epoch{epoch:03d}_iter{total_iters:08d}_{name}_{b}.png'
@@ -190,8 +210,9 @@ class Visualizer:
         if not (is_main_process() and self.use_html):
             return None
         page = html_page.HTML(self.web_dir, f'Experiment name = {self.opt.name}', refresh=0)
-        for note in self.notes:
-            page.add_text(note)
+        self._add_heading(page)
+        if self.notes:
+            page.doc.add(div([div(note) for note in self.notes], cls='notes', style=_NOTES_STYLE))
         loss_records = [r for r in self.records if r.get('kind', 'loss') == 'loss']
         eval_records = [r for r in self.records if r.get('kind') == 'eval']
         if loss_records:
@@ -229,14 +250,48 @@ class Visualizer:
                 order = sorted(files, key=lambda n: (self.visual_order.index(n) if n in self.visual_order
                                                      else len(self.visual_order), n))
                 ims = ['images/' + files[n] for n in order]
-                page.add_images(ims, order, ims, width=min(256, self.opt.display_winsize))
+                page.add_images(ims, order, ims, width=page_image_width(self.opt.display_winsize),
+                                pixelated=True)
         return page.save('index.html')
+
+    def _add_heading(self, page):
+        """The run name, then one line: model, dataset, latest iteration (epoch), time of writing."""
+        opt = self.opt
+        page.doc.add(h1(opt.name))
+        if self.latest is None:
+            progress = 'no iteration logged yet'
+        else:
+            progress = f'iteration {self.latest[1]} (epoch {self.latest[0]})'
+        page.doc.add(p(f'model {opt.model}, dataset {opt.dataset_mode}, {progress}; page written '
+                       f'{time.strftime("%Y-%m-%d %H:%M:%S")}', cls='run'))
+
+
+def page_image_width(display_winsize):
+    """Width in pixels of the images on the training page (see PAGE_IMAGE_WIDTH_RANGE)."""
+    low, high = PAGE_IMAGE_WIDTH_RANGE
+    return min(max(int(display_winsize), low), high)
+
+
+def integer_ticks(lo, hi, max_ticks=6):
+    """At most ``max_ticks`` whole numbers in [lo, hi], evenly spaced by a step of 1, 2 or 5 x 10^k
+    (the x ticks of iteration axes: no '2.5' iterations)."""
+    power = 1
+    while True:
+        for m in (1, 2, 5):
+            step = m * power
+            first, last = math.ceil(lo / step) * step, math.floor(hi / step) * step
+            if (last - first) // step + 1 <= max_ticks:
+                return list(range(first, last + 1, step))
+        power *= 10
 
 
 def svg_line_plot(records, names, title='', x_key='iter', width=640, height=240, max_points=1500):
     """An inline SVG line chart of ``records[i][name]`` against ``records[i][x_key]`` for each name.
 
     Names and the title are XML-escaped. Long series are subsampled to at most ``max_points``.
+    When every x value is a whole number (iterations), the x ticks are whole numbers too
+    (:func:`integer_ticks`); otherwise five evenly spaced values. Tick labels are ``<text>`` elements
+    of class ``xtick`` / ``ytick``.
     """
     esc = html_lib.escape
     left, right, top, bottom = 60, 140, 24, 30
@@ -275,9 +330,13 @@ def svg_line_plot(records, names, title='', x_key='iter', width=640, height=240,
     for i in range(5):
         yv = y0 + (y1 - y0) * i / 4
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
-        xv = x0 + (x1 - x0) * i / 4
-        parts.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 14}" text-anchor="middle">{xv:.4g}</text>')
+        parts.append(f'<text class="ytick" x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
+    if all(float(x).is_integer() for x in xs):
+        x_ticks = [(xv, str(xv)) for xv in integer_ticks(x0, x1)]
+    else:
+        x_ticks = [(xv, f'{xv:.4g}') for xv in (x0 + (x1 - x0) * i / 4 for i in range(5))]
+    for xv, label in x_ticks:
+        parts.append(f'<text class="xtick" x="{sx(xv):.1f}" y="{top + ph + 14}" text-anchor="middle">{label}</text>')
     parts.append(f'<text x="{left + pw / 2:.0f}" y="{height - 2}" text-anchor="middle">{esc(x_key)}</text>')
     for k, (name, pts) in enumerate(series.items()):
         colour = _COLOURS[k % len(_COLOURS)]

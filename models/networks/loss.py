@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from util.errors import MissingFileError
+
 logger = logging.getLogger(__name__)
 
 GAN_MODES = ("hinge", "ls", "original", "w")
@@ -66,6 +68,20 @@ def vgg19_weights_path(path=None):
     return path or os.path.join(torch.hub.get_dir(), "checkpoints", VGG19_FILE)
 
 
+def require_vgg19_weights(path=None):
+    """The VGG19 weight file of the perceptual loss (``path`` or the torch hub cache entry); a
+    :class:`util.errors.MissingFileError` saying where to put it when it does not exist. Reads nothing."""
+    path = vgg19_weights_path(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(
+            f"VGG19 weights for the perceptual loss not found: {path}. Put torchvision's ImageNet "
+            f"file {VGG19_FILE} there (torch hub cache: <TORCH_HOME or ~/.cache/torch>/hub/"
+            f"checkpoints/), give its path with --vgg_weights, or train without this loss "
+            f"(--no_vgg_loss)."
+        )
+    return path
+
+
 class VGG19(nn.Module):
     """torchvision VGG19 features up to relu5_1, frozen, with local ImageNet weights.
 
@@ -83,14 +99,7 @@ class VGG19(nn.Module):
             self._set_features(vgg19(weights=None).features)
             logger.warning("VGG19 of the perceptual loss is randomly initialised (pretrained=False)")
             return
-        path = vgg19_weights_path(weights_path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"VGG19 weights for the perceptual loss not found: {path}. Put torchvision's ImageNet "
-                f"file {VGG19_FILE} there (torch hub cache: <TORCH_HOME or ~/.cache/torch>/hub/"
-                f"checkpoints/), give its path with --vgg_weights, or train without this loss "
-                f"(--no_vgg_loss)."
-            )
+        path = require_vgg19_weights(weights_path)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise ValueError(f"{path} is not a VGG19 state dict (got {type(state).__name__})")
