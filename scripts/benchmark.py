@@ -20,9 +20,10 @@ Measured (2026-12-01, ``/usr/bin/time -v python scripts/benchmark.py --quick --t
 AMD EPYC with AVX-512 and bf16 units (so dagan_bf16 ran), 2 cores of a VM shared with other jobs
 (load average 4.5-5.5, the run got 57% of a core): 1 min 49 s wall, peak RSS 3.48 GB.
 Its peak RSS is the ADE20K network's own training state, not the crop: G has 97M parameters, held
-as weights, spectral-normalised weights, gradients and two Adam moments (~1.9 GB), plus torch itself
-(~0.55 GB) and the eval-mode caches of inference; ``-- --ngf 32`` (a quarter of G's parameters) is
-the lever for a smaller smoke run (measured the same way: 59 s, peak RSS 2.26 GB).
+as weights, spectral-normalised weights, gradients and two Adam moments (about 1.9 GB), plus the
+process before any model is built (about 0.55 GB: torch and its libraries) and inference's eval-mode
+caches; ``-- --ngf 32`` (a quarter of G's parameters) is the lever for a smaller smoke run
+(measured the same way: 59 s, peak RSS 2.26 GB).
 
 Variants (``--configs``; each a set of train.py flags and the benchmark's own switches, see CONFIGS):
   dagan       the default fp32 paths: training as train.py (NCHW, the fast layers, D in the generator
@@ -557,8 +558,10 @@ def bench_in_child(name, args):
 
 QUICK_HELP = ("a smoke run: dagan (and dagan_bf16 where the device has fast bf16 kernels) at 128x128 instead "
               "of 256x256, 2 timed iterations each, a sweep at 64x64 only; no spade, no reference child "
-              "process, no bare-kernel replay. Measured on a shared 2-core AMD EPYC with bf16 units (load 4.5-5.5, --threads 1): 1 min 49 s wall, peak RSS 3.48 GB (the network's training state; -- --ngf 32: 59 s, 2.26 GB). Explicit --configs, "
-              "--resolutions, --repeats and train.py flags after -- (e.g. --crop_size 256) override")
+              "process, no bare-kernel replay. Measured on a shared 2-core AMD EPYC with bf16 units (load "
+              "4.5-5.5, --threads 1): 1 min 49 s wall, peak RSS 3.48 GB (the network's training state; "
+              "with -- --ngf 32: 59 s, 2.26 GB). Explicit --configs, --resolutions, --repeats and train.py "
+              "flags after -- (e.g. --crop_size 256) override")
 
 
 @dataclasses.dataclass
