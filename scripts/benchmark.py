@@ -7,42 +7,74 @@ dense-convolution peak of this machine (a large 3x3 convolution in fp32 and bf16
 NCHW and channels-last layouts), so achieved FLOP/s are a fraction of what this machine can do, not
 of a datasheet figure.
 
-    python scripts/benchmark.py --threads 1 --json bench.json   # the default set, ~15-18 min on 2 CPU cores
-    python scripts/benchmark.py --quick                          # fewer repeats, no 512 sweep point
+    python scripts/benchmark.py --threads 1 --json bench.json   # the default set, ~18 min on 2 CPU cores
+    python scripts/benchmark.py --quick --threads 1             # smoke run, ~2 min here (see below)
     python scripts/benchmark.py --configs dagan,dagan_nchw --resolutions '' -- --ngf 32
 
-Variants (``--configs``):
-  dagan       the default fp32 paths: training as train.py (NCHW, fast SPADE layers, D frozen in the
-              G step, fused Adam), inference as test.py (the same, channels-last)
+The default run: dagan and spade interleaved, dagan_bf16 (where bf16 is fast), reference (own
+process), 3 timed iterations each, the bare-kernel replay of dagan's training step, and the sweep
+64/128/256/512 (README: 1071 s on 2 idle cores; measured 2026-12-01 under a load average of 4-5 from
+other jobs, the run getting 52% of a core: 24 min 46 s wall, peak RSS 9.36 GB, the 256x256
+configurations' first iterations 3.0-3.3 GB of it). ``--quick`` runs dagan alone (and dagan_bf16 where the device has fast bf16 kernels)
+at 128x128 instead of 256x256, 2 timed iterations, the sweep at 64 only, with no spade, no reference
+child process and no bare-kernel replay (:func:`make_plan` lists what a run will time).
+Measured (2026-12-01, ``/usr/bin/time -v python scripts/benchmark.py --quick --threads 1 --json q.json``):
+AMD EPYC with AVX-512 and bf16 units (so dagan_bf16 ran), 2 cores of a VM shared with other jobs
+(load average 4.5-5.5, the run got 57% of a core): 1 min 49 s wall, peak RSS 3.48 GB.
+Its peak RSS is the ADE20K network's own training state, not the crop: G has 97M parameters, held
+as weights, spectral-normalised weights, gradients and two Adam moments (about 1.9 GB), plus the
+process before any model is built (about 0.55 GB: torch and its libraries) and inference's eval-mode
+caches; ``-- --ngf 32`` (a quarter of G's parameters) is the lever for a smaller smoke run
+(measured the same way: 59 s, peak RSS 2.26 GB).
+
+Variants (``--configs``; each a set of train.py flags and the benchmark's own switches, see CONFIGS):
+  dagan       the default fp32 paths: training as train.py (NCHW, the fast layers, D in the generator
+              phase's ``frozen`` set, fused Adam), inference as test.py (the same, channels-last)
   spade       ``--netG spade``; timed interleaved with dagan (alternating iterations), so the
               attention overhead is not a difference of two runs minutes apart (reported both as the
               ratio of the medians and as the median of the per-round ratios, ``*_paired``)
   dagan_bf16  ``--amp bf16``; skipped where the device has no fast bf16 kernels (CPUs without
               AVX-512/AMX, GPUs before Ampere), unless ``--force_bf16``
   dagan_nchw  dagan with inference in the NCHW layout too (``--memory_format contiguous``)
-  dagan_ref   the plain SPADE layers (per-layer resize, dense one-hot conv, separate gamma/beta)
-  reference   the reference code's computation: plain SPADE layers, NCHW, glibc's default allocator
-              (``--cpu_malloc system``), D's weight gradients computed in the G step and D's input
-              concatenated in full (still with fused Adam); run in a child process because the
-              allocator setting is per process
+  dagan_ref   dagan with G's fast layers swapped for their reference twins (``ops.to_reference`` kinds
+              ``spade``: per-layer resize, dense one-hot conv, separate gamma/beta; ``upsampled_conv``:
+              CAM's conv_64 on the upsampled map); D and the phases as dagan
+  reference   the reference code's computation: the kinds of dagan_ref and ``label_image_conv`` (D's
+              first convolution of each scale on the full concatenation of label maps and image,
+              label maps repeated for fake and real) as reference twins, every training phase with
+              an empty ``frozen`` set (D's weight gradients computed in the G step and thrown away),
+              NCHW inference, glibc's default allocator (``--cpu_malloc system``); still fused Adam
+              and this code's spectral norm (kind ``spectral_norm`` is not swapped); run in a child
+              process because the allocator setting is per process
+These switches belong to the benchmark, not to the model: a built model has only its fast layers
+and declares its phases (models/base_model.py ``Phase``, run by models/trainer.py ``Trainer``); the
+benchmark swaps layers with ``ops.to_reference`` / ``ops.to_fast`` and replaces the trainer's phases
+(:func:`set_frozen_d`). Each configuration's JSON record reads them back from the model and trainer
+as they ran: ``reference_kinds`` (the ``ops.to_reference`` kinds whose twins are in the model) and
+``frozen_in_phase`` ({phase name: networks frozen in it}, e.g. ``{"generator": ["D"],
+"discriminator": []}`` for dagan, empty lists for reference).
 FLOPs are counted with ``torch.utils.flop_counter``: ``model`` FLOPs are those of the reference
 computation (what the network is), ``executed`` FLOPs those of the path that ran (the fast path's
 one-hot look-ups, the frozen D's skipped weight gradients and the second copy of D's label-map
-convolution are not executed). Achieved FLOP/s =
-FLOPs / median step time. Bare-kernel bound (dagan, training; ``--no_kernel_bound`` skips it): every
-convolution of one training step (forward and backward) is recorded with its shapes, strides and
-arguments and replayed on its own, best of the repeats; the sum is the time the step's convolutions
-take as bare kernels, so the report says how fast those kernels run at this network's own shapes,
-what the rest of the step costs, and the executed-FLOP fraction of peak the step would reach if
-nothing but its convolutions took time. Peak memory is the process's peak RSS during the configuration's first
-iteration (CPU; reset through /proc/self/clear_refs), or max allocated (CUDA); it is reported for
-configurations measured first in their process. With no VGG19 weights file the perceptual loss
-uses a randomly initialised VGG19 (same cost; said so in the output). Nothing is written except
---json.
+convolution are not executed). Achieved FLOP/s = FLOPs / median step time. Bare-kernel bound
+(dagan, training; ``--no_kernel_bound`` skips it): every convolution of one training step (forward
+and backward) is recorded with its shapes, strides and arguments and replayed on its own, best of
+the repeats; the sum is the time the step's convolutions take as bare kernels, so the report says
+how fast those kernels run at this network's own shapes, what the rest of the step costs, and the
+executed-FLOP fraction of peak the step would reach if nothing but its convolutions took time. Peak
+memory is the process's peak RSS during the configuration's first iteration (CPU; reset through
+/proc/self/clear_refs), or max allocated (CUDA); it is reported for configurations measured first in
+their process. Between configurations the last one's models are freed and the heap given back to
+the system (:func:`release_memory`), so a run's peak is that of its largest configuration, not the
+sum. With no VGG19 weights file the perceptual loss uses a randomly initialised VGG19 (same cost;
+said so in the output). Nothing is written except --json.
 """
 import argparse
 import collections
+import ctypes
+import ctypes.util
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -64,7 +96,13 @@ if ROOT not in sys.path:
 
 import models  # noqa: E402
 from models.networks.loss import VGGLoss, vgg19_weights_path  # noqa: E402
-from models.networks.ops import to_fast, to_reference  # noqa: E402
+from models.networks.ops import (  # noqa: E402
+    ReferenceLabelImageConv2d,
+    ReferenceSPADE,
+    ReferenceUpsampledConv2d,
+    to_fast,
+    to_reference,
+)
 from models.trainer import Trainer  # noqa: E402
 from options.train_options import TrainOptions  # noqa: E402
 from util.cpu import apply_cpu_settings, native_bf16  # noqa: E402
@@ -79,6 +117,17 @@ ADE20K_FLAGS = [
     "--ngf", "64", "--ndf", "64", "--num_D", "2", "--n_layers_D", "4", "--batchSize", "1",
     "--norm_G", "spectralspadesyncbatch3x3", "--vgg_loss",
 ]
+# A configuration: train.py flags, and the benchmark's own switches to the reference computation
+# (applied to the built model and trainer by Prepared; no train.py flag or model attribute sets them):
+#   impl="ref"           ops.to_reference(model, SPADE_REF_KINDS): plain SPADE layers and DAGAN's conv_64
+#                        on the upsampled map;
+#   d_pair_input=False   ops.to_reference(model, D_REF_KINDS): D's first convolution of each scale as the
+#                        ``label_image_conv`` reference twin (input concatenated in full, label maps
+#                        repeated for fake and real) instead of covering the label maps once for the pair;
+#   freeze_d=False       set_frozen_d(trainer, False): the trainer's phases with empty ``frozen`` sets, so D's
+#                        weight gradients are computed in the G step (and thrown away), as the reference does;
+#   infer_format         layout of the inference steps (training is always NCHW, as train.py);
+#   own_process          timed in a child process (process-wide flags such as --cpu_malloc).
 CONFIGS = {
     "dagan": dict(flags=[], impl="fast"),
     "spade": dict(flags=["--netG", "spade"], impl="fast"),
@@ -88,11 +137,23 @@ CONFIGS = {
     "reference": dict(flags=["--cpu_malloc", "system"], impl="ref", infer_format="contiguous", freeze_d=False,
                       d_pair_input=False, own_process=True),
 }
-DEFAULT_CONFIGS = "dagan,spade,dagan_bf16,reference"
-# The reference computation's layers (ops.to_reference kinds): plain SPADE layers and conv_64 (the old
-# impl="ref"), D's input concatenated in full (the old d_pair_input=False).
 SPADE_REF_KINDS = ("spade", "upsampled_conv")
 D_REF_KINDS = ("label_image_conv",)
+# The reference twin class of each kind the benchmark swaps (what the JSON's reference_kinds reads back).
+REFERENCE_CLASSES = {"spade": ReferenceSPADE, "upsampled_conv": ReferenceUpsampledConv2d,
+                     "label_image_conv": ReferenceLabelImageConv2d}
+DEFAULT_CONFIGS = "dagan,spade,dagan_bf16,reference"
+DEFAULT_RESOLUTIONS = "64,128,256,512"
+DEFAULT_REPEATS = 3
+# --quick: a smoke run at a 128x128 crop instead of 256x256 (a quarter of the pixels), without the slow
+# parts (the reference child process, the bare-kernel replay, sweep points above 64) and without spade
+# (interleaving needs both models in memory: twice the peak RSS).
+QUICK_CONFIGS = "dagan,dagan_bf16"
+QUICK_RESOLUTIONS = "64"
+QUICK_REPEATS = 2
+QUICK_FLAGS = ["--crop_size", "128", "--load_size", "128"]
+# Sweep points above this crop: no warm-up, --large_repeats timed iterations, no FLOP count.
+LARGE_CROP = 256
 # Timed in alternation when both are asked for (the attention overhead is a few percent).
 INTERLEAVED = ("dagan", "spade")
 
@@ -154,8 +215,10 @@ def measure_conv_peak(device, dtype, repeats=5):
 # model and data
 
 def set_frozen_d(trainer, freeze):
-    """D frozen in the G step (the model's phases, the default) or not (the reference's work: D's
-    weight gradients computed in the G step and thrown away; same updates)."""
+    """Set ``trainer.phases`` to the model's ``training_phases()`` as declared (``freeze``: the
+    generator phase's ``frozen`` set holds "D", so D's parameters need no gradient in the G step) or
+    with every phase's ``frozen`` set emptied (the reference's work: D's weight gradients computed in
+    the G step and thrown away; the same updates)."""
     trainer.phases = [dataclasses.replace(p, frozen=p.frozen if freeze else ())
                       for p in trainer.model.training_phases()]
 
@@ -325,6 +388,19 @@ def reset_peak_memory(device):
         return False
 
 
+def release_memory():
+    """Between configurations: free the last one's models now (they sit in reference cycles, closures
+    over self and hooks, which only the cyclic collector frees) and give the freed heap back to the
+    system (``--cpu_malloc keep`` never trims it), so the next configuration does not start from the
+    last one's peak. The next configuration's first, untimed iteration faults its memory in again."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 def peak_memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -352,13 +428,22 @@ class Prepared:
         self.trainer = Trainer(self.opt, self.model)
         self.freeze_d = spec.get("freeze_d", True)
         set_frozen_d(self.trainer, self.freeze_d)
-        self.d_pair_input = spec.get("d_pair_input", True)
+        self.d_pair_input = spec.get("d_pair_input", True)  # False: D's label_image_conv reference twin
         if not self.d_pair_input:
             to_reference(self.model, kinds=D_REF_KINDS)
         self.data = make_batch(self.opt)
         amp = self.opt.amp == "bf16"
         self._autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if amp else (
             lambda: torch.autocast(self.device.type, enabled=False))
+
+    def reference_kinds(self):
+        """The ops.to_reference kinds whose reference twins are in the model now (read back from it)."""
+        present = {type(m) for m in self.model.modules()}
+        return [kind for kind, cls in REFERENCE_CLASSES.items() if cls in present]
+
+    def frozen_in_phase(self):
+        """{training phase: networks frozen in it}, as the trainer runs them now."""
+        return {phase.name: list(phase.frozen) for phase in self.trainer.phases}
 
     def phase(self, kind):
         """Layout for the steps that follow: training NCHW (as train.py), inference as test.py."""
@@ -376,8 +461,8 @@ class Prepared:
 
     def count(self, step):
         """(executed FLOPs, model FLOPs) of one call of ``step``: the path that runs, and the same
-        step in the reference computation (plain SPADE layers, D's weight gradients in the G step, D's
-        concatenated input)."""
+        step in the reference computation (every kind of SPADE_REF_KINDS and D_REF_KINDS swapped to its
+        reference twin, no phase's ``frozen`` set); the configuration's own state is restored after."""
         self.phase(step.__name__)
         executed = count_flops(step)
         kinds = SPADE_REF_KINDS + D_REF_KINDS
@@ -425,9 +510,9 @@ def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flo
         reset_peak_memory(p.device)
         p.train_step()
         results[name] = {"config": name, "flags": p.flags, "crop_size": p.opt.crop_size, "batch": p.opt.batchSize,
-                         "amp": p.opt.amp, "infer_memory_format": p.spec.get("infer_format", "channels_last"), "spade_impl": p.spec["impl"],
-                         "cpu_malloc": p.opt.cpu_malloc, "freeze_D_in_G_step": p.freeze_d,
-                         "d_pair_input": p.d_pair_input,
+                         "amp": p.opt.amp, "infer_memory_format": p.spec.get("infer_format", "channels_last"),
+                         "cpu_malloc": p.opt.cpu_malloc, "reference_kinds": p.reference_kinds(),
+                         "frozen_in_phase": p.frozen_in_phase(),
                          "train_peak_memory_mb": peak_memory_mb(p.device) if first else None}
         prepared.append(p)
     args.memory_measured = True
@@ -451,7 +536,8 @@ def bench_group(names, args, device_flag, random_vgg, crop=None, infer=True, flo
         if p.name in kernel_bound:
             p.phase("train_step")
             r["train_conv_kernels"] = conv_kernel_bound(p.train_step, p.device, max(2, repeats))
-    del prepared
+    del prepared, p
+    release_memory()
     return results
 
 
@@ -471,145 +557,209 @@ def bench_in_child(name, args):
 
 
 # ------------------------------------------------------------------------------------------------
+# the plan: what a run times, decided from the arguments before anything is timed
+
+QUICK_HELP = ("a smoke run: dagan (and dagan_bf16 where the device has fast bf16 kernels) at 128x128 instead "
+              "of 256x256, 2 timed iterations each, a sweep at 64x64 only; no spade, no reference child "
+              "process, no bare-kernel replay. Measured on a shared 2-core AMD EPYC with bf16 units (load "
+              "4.5-5.5, --threads 1): 1 min 49 s wall, peak RSS 3.48 GB (the network's training state; "
+              "with -- --ngf 32: 59 s, 2.26 GB). Explicit --configs, --resolutions, --repeats and train.py "
+              "flags after -- (e.g. --crop_size 256) override")
+
+
+@dataclasses.dataclass
+class Plan:
+    """What one run times, in this order (built by :func:`make_plan`)."""
+
+    peak_dtypes: tuple   # the dense 3x3 conv peak is measured in these dtypes ("fp32", "bf16")
+    groups: list         # [[config, ...]] timed in turn; the configurations of one group are interleaved
+    own_process: tuple   # configurations of ``groups`` timed in a child process
+    kernel_bound: tuple  # configurations whose training-step convolutions are replayed as bare kernels
+    sweep: list          # [{crop, warmup, repeats, flops}]: dagan training at other crop sizes
+    skipped: tuple       # configurations asked for but not timed (bf16 without fast bf16 kernels)
+    warmup: int
+    repeats: int
+    train_flags: list    # train.py flags given to every configuration (after ADE20K_FLAGS)
+
+
+def make_plan(args, bf16):
+    """The plan of a run with the (parsed) ``args``; ``bf16``: whether bf16 configurations are timed
+    (the device has fast bf16 kernels, or --force_bf16)."""
+    names = [c for c in args.configs.split(",") if c]
+    skipped = () if bf16 else tuple(n for n in names if CONFIGS[n]["flags"][:2] == ["--amp", "bf16"])
+    names = [n for n in names if n not in skipped]
+    groups = []
+    for name in names:
+        if name not in INTERLEAVED or not all(n in names for n in INTERLEAVED):
+            groups.append([name])
+        elif name == INTERLEAVED[0]:
+            groups.append(list(INTERLEAVED))
+    sweep = []
+    for crop in ([] if args.child else [int(r) for r in args.resolutions.split(",") if r]):
+        large = crop > LARGE_CROP  # FLOPs grow with the pixels; counting them costs more steps
+        sweep.append({"crop": crop, "warmup": 0 if large else args.warmup,
+                      "repeats": args.large_repeats if large else args.repeats, "flops": not large})
+    return Plan(peak_dtypes=() if args.child else ("fp32", "bf16") if bf16 else ("fp32",),
+                groups=groups,
+                own_process=() if args.child else tuple(n for n in names if CONFIGS[n].get("own_process")),
+                kernel_bound=() if args.no_kernel_bound else tuple(n for n in ("dagan",) if n in names),
+                sweep=sweep, skipped=skipped, warmup=args.warmup, repeats=args.repeats,
+                train_flags=list(args.extra))
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
-                        help=f"comma-separated variants to time, of: {', '.join(CONFIGS)}")
-    parser.add_argument("--resolutions", default="64,128,256,512",
-                        help="crop sizes for the step-time-versus-resolution sweep (dagan fp32); '' to skip")
-    parser.add_argument("--repeats", type=int, default=3, help="timed iterations per measurement")
+    parser.add_argument("--configs", default=None,
+                        help=f"comma-separated variants to time, of: {', '.join(CONFIGS)} "
+                             f"(default: {DEFAULT_CONFIGS}; --quick: {QUICK_CONFIGS})")
+    parser.add_argument("--resolutions", default=None,
+                        help="crop sizes for the step-time-versus-resolution sweep (dagan fp32); '' to skip "
+                             f"(default: {DEFAULT_RESOLUTIONS}; --quick: {QUICK_RESOLUTIONS})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed iterations per measurement (default: {DEFAULT_REPEATS}; --quick: {QUICK_REPEATS})")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations before timing")
     parser.add_argument("--large_repeats", type=int, default=1,
-                        help="timed iterations (and no warm-up) in the sweep at crops above 256")
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats and a sweep without 512: a smoke run of a few minutes")
+                        help=f"timed iterations (and no warm-up) in the sweep at crops above {LARGE_CROP}")
+    parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--force_bf16", action="store_true",
                         help="time bf16 even where the device has no fast bf16 kernels (skipped by default: "
                              "there bf16 runs through slow reference kernels)")
     parser.add_argument("--no_kernel_bound", action="store_true",
-                        help="skip replaying dagan's training-step convolutions as bare kernels (~1.5 min)")
+                        help="skip replaying dagan's training-step convolutions as bare kernels (~1.5 min; "
+                             "always skipped with --quick)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run 'own process' configs here
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
+    if args.configs is None:
+        args.configs = QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS
+    if args.resolutions is None:
+        args.resolutions = QUICK_RESOLUTIONS if args.quick else DEFAULT_RESOLUTIONS
+    if args.repeats is None:
+        args.repeats = QUICK_REPEATS if args.quick else DEFAULT_REPEATS
+    if args.quick:
+        args.no_kernel_bound = True
+        extra = QUICK_FLAGS + extra  # flags given after -- come later and win
     args.extra = extra
     args.memory_measured = False
-    if args.quick:
-        args.repeats, args.warmup = min(args.repeats, 2), min(args.warmup, 1)
-        args.resolutions = ",".join(r for r in args.resolutions.split(",") if r and int(r) <= 256)
     unknown = [c for c in args.configs.split(",") if c and c not in CONFIGS]
     if unknown:
         parser.error(f"unknown --configs {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
     return args
 
 
-def pct(x):
-    return f"{100 * x:.1f}%"
+# ------------------------------------------------------------------------------------------------
+# the run
 
-
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t_start = time.time()
+def describe_setup(args):
+    """Apply the process-wide settings of this process's configurations (the allocator) and describe
+    the machine and the settings -> (device, device_flag, random_vgg, report)."""
     device_flag = [] if torch.cuda.is_available() else ["--gpu_ids", "-1"]
     names = [c for c in args.configs.split(",") if c]
     # The process-wide settings come from the flags shared by this process's configurations.
     shared = args.extra + (CONFIGS[names[0]]["flags"] if args.child and len(names) == 1 else [])
     probe = TrainOptions().parse(["--dataset_mode", "synthetic"] + ADE20K_FLAGS + device_flag + shared)
-    device = probe.device
     malloc_applied = apply_cpu_settings(probe)
     random_vgg = not probe.no_vgg_loss and not os.path.isfile(vgg19_weights_path(probe.vgg_weights))
-    report = {"machine": machine_info(), "device": str(device), "extra_flags": args.extra,
+    report = {"machine": machine_info(), "device": str(probe.device), "quick": args.quick, "extra_flags": args.extra,
               "cpu_malloc": f"{probe.cpu_malloc} (applied: {malloc_applied})",
               "vgg": "none (--no_vgg_loss)" if probe.no_vgg_loss else (
                   "randomly initialised VGG19 (weights file absent)" if random_vgg else "ImageNet VGG19"),
-              "repeats": args.repeats, "warmup": args.warmup}
+              "repeats": args.repeats, "warmup": args.warmup, "bf16_fast_kernels": native_bf16(probe.device)}
     if random_vgg and not args.child:
         print(f"note: {vgg19_weights_path(probe.vgg_weights)} not found: the VGG loss runs on a randomly "
               f"initialised VGG19 (same cost)", flush=True)
+    return probe.device, device_flag, random_vgg, report
 
-    report["bf16_fast_kernels"] = native_bf16(device)
-    bf16 = report["bf16_fast_kernels"] or args.force_bf16
-    if not bf16:
-        skipped = [n for n in names if CONFIGS[n]["flags"][:2] == ["--amp", "bf16"]]
-        names = [n for n in names if n not in skipped]
-        why = ("a GPU before Ampere" if device.type == "cuda" else
-               f"CPU capability {report['machine']['cpu_capability']}; oneDNN needs AVX-512 or AMX")
-        report["bf16_skipped"] = (f"{device} has no fast bf16 kernels ({why}): bf16 would run through slow "
-                                  f"reference kernels; --force_bf16 times it anyway")
-        if not args.child:
-            print(f"bf16 skipped ({', '.join(skipped) or 'peak only'}): {report['bf16_skipped']}", flush=True)
 
-    peak = {}
+def note_bf16_skip(report, plan, device, args):
+    """Say in the report (and on stdout) why bf16 is not timed, where it is not."""
+    if report["bf16_fast_kernels"] or args.force_bf16:
+        return
+    why = ("a GPU before Ampere" if device.type == "cuda" else
+           f"CPU capability {report['machine']['cpu_capability']}; oneDNN needs AVX-512 or AMX")
+    report["bf16_skipped"] = (f"{device} has no fast bf16 kernels ({why}): bf16 would run through slow "
+                              f"reference kernels; --force_bf16 times it anyway")
     if not args.child:
-        layouts = {"fp32": measure_conv_peak(device, torch.float32)}
-        try:
-            if bf16:
-                layouts["bf16"] = measure_conv_peak(device, torch.bfloat16)
-        except RuntimeError as err:  # no bf16 convolution kernel on this device
-            logger.warning("bf16 convolution not available: %s", err)
-        peak = {k: max(v.values()) for k, v in layouts.items()}
-        report["conv_peak_flops"] = peak
-        report["conv_peak_flops_by_layout"] = layouts
-        print("dense 3x3 conv peak: " + ", ".join(
-            f"{k} {v / 1e9:.1f} GFLOP/s (" + ", ".join(f"{lay} {x / 1e9:.1f}" for lay, x in layouts[k].items()) + ")"
-            for k, v in peak.items()), flush=True)
+        print(f"bf16 skipped ({', '.join(plan.skipped) or 'peak only'}): {report['bf16_skipped']}", flush=True)
 
+
+def measure_peaks(plan, device, report):
+    """The dense 3x3 conv peak in the plan's dtypes -> {dtype: FLOP/s} (also put in the report)."""
+    if not plan.peak_dtypes:
+        return {}
+    layouts = {"fp32": measure_conv_peak(device, torch.float32)}
+    try:
+        if "bf16" in plan.peak_dtypes:
+            layouts["bf16"] = measure_conv_peak(device, torch.bfloat16)
+    except RuntimeError as err:  # no bf16 convolution kernel on this device
+        logger.warning("bf16 convolution not available: %s", err)
+    peak = {k: max(v.values()) for k, v in layouts.items()}
+    report["conv_peak_flops"] = peak
+    report["conv_peak_flops_by_layout"] = layouts
+    print("dense 3x3 conv peak: " + ", ".join(
+        f"{k} {v / 1e9:.1f} GFLOP/s (" + ", ".join(f"{lay} {x / 1e9:.1f}" for lay, x in layouts[k].items()) + ")"
+        for k, v in peak.items()), flush=True)
+    return peak
+
+
+def time_group_here(group, results, plan, args, device_flag, random_vgg):
+    """Time ``group`` in this process -> {name: result}; variants of the dagan network timed after
+    dagan take its FLOP counts instead of counting again."""
+    same_as = "dagan" if group[0] in ("dagan_ref", "dagan_bf16", "dagan_nchw") and "dagan" in results else None
+    out = bench_group(group, args, device_flag, random_vgg, flops=same_as is None, kernel_bound=plan.kernel_bound)
+    if same_as:
+        r = out[group[0]]
+        for key in ("train_flops_model", "infer_flops_model", "train_flops_executed", "infer_flops_executed"):
+            r[key] = results[same_as][key]
+        if group[0] == "dagan_ref":  # executes the plain SPADE layers, with D frozen
+            for kind in ("train", "infer"):
+                r[f"{kind}_flops_executed"] = None
+    return out
+
+
+def run_configs(plan, args, device_flag, random_vgg):
+    """Time the plan's configurations -> {name: result}."""
     results = {}
-    groups = []
-    for name in names:
-        if name in INTERLEAVED and all(n in names for n in INTERLEAVED):
-            if name == INTERLEAVED[0] or INTERLEAVED[0] not in names:
-                groups.append([n for n in INTERLEAVED])
-        else:
-            groups.append([name])
-    for group in groups:
-        if CONFIGS[group[0]].get("own_process") and not args.child:
+    for group in plan.groups:
+        if group[0] in plan.own_process:
             print(f"timing {group[0]} (own process) ...", flush=True)
             results[group[0]] = bench_in_child(group[0], args)
         else:
             print(f"timing {' and '.join(group)}{' (interleaved)' if len(group) > 1 else ''} ...", flush=True)
-            # dagan_ref / dagan_bf16 / dagan_nchw are the dagan network: same FLOPs, counted once.
-            same_as = "dagan" if group[0] in ("dagan_ref", "dagan_bf16", "dagan_nchw") and "dagan" in results else None
-            results.update(bench_group(group, args, device_flag, random_vgg, flops=same_as is None,
-                                       kernel_bound=() if args.no_kernel_bound else ("dagan",)))
-            if same_as:
-                r = results[group[0]]
-                for key in ("train_flops_model", "infer_flops_model", "train_flops_executed", "infer_flops_executed"):
-                    r[key] = results[same_as][key]
-                if group[0] == "dagan_ref":  # executes the plain SPADE layers, with D frozen
-                    for kind in ("train", "infer"):
-                        r[f"{kind}_flops_executed"] = None
+            results.update(time_group_here(group, results, plan, args, device_flag, random_vgg))
         for n in group:
             r = results[n]
             print(f"  {n}: train {r['train_step_s_median']:.3f} s/it, infer {r['infer_s_median']:.3f} s", flush=True)
-    report["configs"] = results
+    return results
 
+
+def run_sweep(plan, args, device_flag, random_vgg):
+    """dagan's training step at the plan's sweep crops -> [result]."""
     sweep = []
-    if not args.child:
-        for crop in [int(r) for r in args.resolutions.split(",") if r]:
-            large = crop > 256
-            print(f"timing dagan at {crop}x{crop} ...", flush=True)
-            # FLOPs grow with the pixels; counting them costs more steps, skipped above 256.
-            try:
-                r = bench_group(["dagan"], args, device_flag, random_vgg, crop=crop, infer=False,
-                                flops=not large, warmup=0 if large else None,
-                                repeats=args.large_repeats if large else None)["dagan"]
-            except ValueError as err:  # e.g. a 1x1 latent grid with BatchNorm at batch 1
-                print(f"  skipped {crop}x{crop}: {err}", flush=True)
-                continue
-            sweep.append({k: r.get(k) for k in ("crop_size", "train_step_s_median", "train_step_s",
-                                                "train_flops_model", "train_flops_executed")})
-    report["resolution_sweep"] = sweep
+    for point in plan.sweep:
+        crop = point["crop"]
+        print(f"timing dagan at {crop}x{crop} ...", flush=True)
+        try:
+            r = bench_group(["dagan"], args, device_flag, random_vgg, crop=crop, infer=False, flops=point["flops"],
+                            warmup=point["warmup"], repeats=point["repeats"])["dagan"]
+        except ValueError as err:  # e.g. a 1x1 latent grid with BatchNorm at batch 1
+            print(f"  skipped {crop}x{crop}: {err}", flush=True)
+            continue
+        sweep.append({k: r.get(k) for k in ("crop_size", "train_step_s_median", "train_step_s",
+                                            "train_flops_model", "train_flops_executed")})
+    return sweep
 
-    # ---- derived figures
-    derived = {}
+
+# ------------------------------------------------------------------------------------------------
+# derived figures
+
+def add_peak_fractions(results, peak):
+    """Add to each result its FLOP/s and fractions of the peak of its dtype, and the derived figures
+    of its bare-kernel bound."""
     for r in results.values():
         dtype = "bf16" if r["amp"] == "bf16" else "fp32"
         if dtype not in peak:
@@ -632,77 +782,83 @@ def main(argv=None):
             if r.get("train_flops_executed"):
                 kernels["executed_fraction_of_peak_bound"] = r["train_flops_executed"] / kernels["time_s"] / peak[dtype]
 
-    def ratio(a, b, key):
-        return results[a][key] / results[b][key]
 
-    if "dagan" in results and "spade" in results:
-        derived["attention_overhead_train"] = ratio("dagan", "spade", "train_step_s_median") - 1
-        derived["attention_overhead_infer"] = ratio("dagan", "spade", "infer_s_median") - 1
-        # Timed in alternation: the median of the per-round ratios cancels the machine's slow and
-        # fast phases better than the ratio of the two medians.
-        for kind, key in (("train", "train_step_s"), ("infer", "infer_s")):
-            d, sp = results["dagan"].get(key, {}).get("all"), results["spade"].get(key, {}).get("all")
-            if d and sp and len(d) == len(sp):
-                derived[f"attention_overhead_{kind}_paired"] = statistics.median(a / b for a, b in zip(d, sp)) - 1
-        if results["spade"].get("train_flops_model"):
-            derived["attention_flops_overhead_train"] = ratio("dagan", "spade", "train_flops_model") - 1
-            derived["attention_flops_overhead_infer"] = ratio("dagan", "spade", "infer_flops_model") - 1
-        if results["spade"].get("train_flops_executed") and results["dagan"].get("train_flops_executed"):
-            derived["attention_executed_flops_overhead_train"] = ratio("dagan", "spade", "train_flops_executed") - 1
-            derived["attention_executed_flops_overhead_infer"] = ratio("dagan", "spade", "infer_flops_executed") - 1
-        tail = results["dagan"].get("attention_tail")
-        if tail:
-            # The attention's own time (timed in isolation, so not lost in the steps' spread) relative
-            # to SPADE's step.
-            derived["attention_tail_overhead_train"] = (tail["added_train_iteration_s"]
-                                                        / results["spade"]["train_step_s_median"])
-            derived["attention_tail_overhead_infer"] = tail["added_inference_s"] / results["spade"]["infer_s_median"]
+def attention_overheads(results):
+    """DAGAN over SPADE: step times (ratio of medians, and median of the per-round ratios), FLOPs,
+    and the attention tail timed on its own -> {name: fraction}."""
+    dagan, spade = results["dagan"], results["spade"]
+    derived = {"attention_overhead_train": dagan["train_step_s_median"] / spade["train_step_s_median"] - 1,
+               "attention_overhead_infer": dagan["infer_s_median"] / spade["infer_s_median"] - 1}
+    # Timed in alternation: the median of the per-round ratios cancels the machine's slow and fast
+    # phases better than the ratio of the two medians.
+    for kind, key in (("train", "train_step_s"), ("infer", "infer_s")):
+        d, sp = dagan.get(key, {}).get("all"), spade.get(key, {}).get("all")
+        if d and sp and len(d) == len(sp):
+            derived[f"attention_overhead_{kind}_paired"] = statistics.median(a / b for a, b in zip(d, sp)) - 1
+    for counted, prefix in (("model", "attention_flops_overhead"), ("executed", "attention_executed_flops_overhead")):
+        if spade.get(f"train_flops_{counted}") and dagan.get(f"train_flops_{counted}"):
+            for kind in ("train", "infer"):
+                derived[f"{prefix}_{kind}"] = dagan[f"{kind}_flops_{counted}"] / spade[f"{kind}_flops_{counted}"] - 1
+    tail = dagan.get("attention_tail")
+    if tail:
+        # The attention's own time (timed in isolation, so not lost in the steps' spread) relative
+        # to SPADE's step.
+        derived["attention_tail_overhead_train"] = tail["added_train_iteration_s"] / spade["train_step_s_median"]
+        derived["attention_tail_overhead_infer"] = tail["added_inference_s"] / spade["infer_s_median"]
+    return derived
+
+
+def compare_configs(results, peak):
+    """The figures comparing configurations (and the bf16 peak with fp32's) -> {name: value}."""
+    derived = attention_overheads(results) if "dagan" in results and "spade" in results else {}
     for other, label in (("reference", "vs_reference"), ("dagan_ref", "vs_plain_spade_layers"),
                          ("dagan_nchw", "vs_nchw")):
         if "dagan" in results and other in results:
-            derived[f"speedup_train_{label}"] = ratio(other, "dagan", "train_step_s_median")
-            derived[f"speedup_infer_{label}"] = ratio(other, "dagan", "infer_s_median")
+            derived[f"speedup_train_{label}"] = results[other]["train_step_s_median"] / results["dagan"]["train_step_s_median"]
+            derived[f"speedup_infer_{label}"] = results[other]["infer_s_median"] / results["dagan"]["infer_s_median"]
     if "dagan" in results and "dagan_bf16" in results:
-        derived["bf16_speedup_train"] = ratio("dagan", "dagan_bf16", "train_step_s_median")
-        derived["bf16_speedup_infer"] = ratio("dagan", "dagan_bf16", "infer_s_median")
+        derived["bf16_speedup_train"] = results["dagan"]["train_step_s_median"] / results["dagan_bf16"]["train_step_s_median"]
+        derived["bf16_speedup_infer"] = results["dagan"]["infer_s_median"] / results["dagan_bf16"]["infer_s_median"]
     if "bf16" in peak:
         derived["bf16_conv_peak_ratio"] = peak["bf16"] / peak["fp32"]
-    report["derived"] = derived
-    report["total_runtime_s"] = time.time() - t_start
+    return derived
 
-    if args.child:
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2, default=str)
-        return report
 
-    # ---- table
-    print()
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cpu_capability']} "
-          f"({report['machine']['cpu_count']} logical CPUs, "
-          f"{report['machine']['threads']} torch threads), device {device}, torch {torch.__version__}; "
-          f"VGG: {report['vgg']}; malloc: {report['cpu_malloc']}")
+# ------------------------------------------------------------------------------------------------
+# the printed report
+
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def _fmt_pct(r, key):
+    return pct(r[key]) if r.get(key) is not None else "-"
+
+
+def print_config_table(report, device):
+    m = report["machine"]
+    print(f"machine: {m['cpu']}, {m['cpu_capability']} ({m['cpu_count']} logical CPUs, {m['threads']} torch "
+          f"threads), device {device}, torch {torch.__version__}; VGG: {report['vgg']}; malloc: {report['cpu_malloc']}")
     header = (f"{'config':<11} {'train s/it':>11} {'spread':>13} {'img/s':>7} {'infer s':>8} {'img/s':>7} "
               f"{'peak MB':>8} {'GFLOP/it':>9} {'exec GF':>8} {'train %pk':>9} {'(exec)':>7} "
               f"{'infer %pk':>9} {'(exec)':>7}")
     print(header)
     print("-" * len(header))
-
-    def fmt_pct(r, key):
-        return pct(r[key]) if r.get(key) is not None else "-"
-
-    for name, r in results.items():
+    for name, r in report["configs"].items():
         spread = f"{r['train_step_s']['min']:.2f}-{r['train_step_s']['max']:.2f}"
         mem = f"{r['train_peak_memory_mb']:.0f}" if r.get("train_peak_memory_mb") else "-"
         executed = f"{r['train_flops_executed'] / 1e9:.1f}" if r.get("train_flops_executed") else "-"
         print(f"{name:<11} {r['train_step_s_median']:>11.3f} {spread:>13} {r['train_images_per_s']:>7.3f} "
               f"{r['infer_s_median']:>8.3f} {r['infer_images_per_s']:>7.3f} {mem:>8} "
               f"{r.get('train_flops_model', 0) / 1e9:>9.1f} {executed:>8} "
-              f"{fmt_pct(r, 'train_fraction_of_peak'):>9} {fmt_pct(r, 'train_executed_fraction_of_peak'):>7} "
-              f"{fmt_pct(r, 'infer_fraction_of_peak'):>9} {fmt_pct(r, 'infer_executed_fraction_of_peak'):>7}")
+              f"{_fmt_pct(r, 'train_fraction_of_peak'):>9} {_fmt_pct(r, 'train_executed_fraction_of_peak'):>7} "
+              f"{_fmt_pct(r, 'infer_fraction_of_peak'):>9} {_fmt_pct(r, 'infer_executed_fraction_of_peak'):>7}")
     print("GFLOP/it and %pk: FLOPs of the reference computation (model FLOPs); exec: FLOPs the run executed "
           "(one-hot look-ups instead of multiplying zeros; no D weight gradients in the G step; D's label-map "
           "part once for fake and real)")
+
+
+def print_kernel_bound_and_tail(results, derived):
     for name, r in results.items():
         k = r.get("train_conv_kernels")
         if k and "fraction_of_peak" in k:
@@ -718,20 +874,51 @@ def main(argv=None):
               f"({pct(derived['attention_tail_overhead_train'])} of spade's step), "
               f"+{1000 * tail['added_inference_s']:.0f} ms per inference "
               f"({pct(derived['attention_tail_overhead_infer'])})")
-    if sweep:
-        print()
-        print(f"{'crop':>6} {'train s/it':>11} {'GFLOP/it':>9} {'s per Mpixel':>13} {'exec %pk':>9}")
-        for s in sweep:
-            mpix = s["crop_size"] ** 2 / 1e6
-            gflops = f"{s['train_flops_model'] / 1e9:>9.1f}" if s["train_flops_model"] else f"{'-':>9}"
-            frac = (pct(s["train_flops_executed"] / s["train_step_s_median"] / peak["fp32"])
-                    if s.get("train_flops_executed") and "fp32" in peak else "-")
-            print(f"{s['crop_size']:>6} {s['train_step_s_median']:>11.3f} {gflops} "
-                  f"{s['train_step_s_median'] / mpix:>13.2f} {frac:>9}")
+
+
+def print_sweep(sweep, peak):
+    if not sweep:
+        return
     print()
-    for k, v in derived.items():
+    print(f"{'crop':>6} {'train s/it':>11} {'GFLOP/it':>9} {'s per Mpixel':>13} {'exec %pk':>9}")
+    for s in sweep:
+        mpix = s["crop_size"] ** 2 / 1e6
+        gflops = f"{s['train_flops_model'] / 1e9:>9.1f}" if s["train_flops_model"] else f"{'-':>9}"
+        frac = (pct(s["train_flops_executed"] / s["train_step_s_median"] / peak["fp32"])
+                if s.get("train_flops_executed") and "fp32" in peak else "-")
+        print(f"{s['crop_size']:>6} {s['train_step_s_median']:>11.3f} {gflops} "
+              f"{s['train_step_s_median'] / mpix:>13.2f} {frac:>9}")
+
+
+def print_report(report, device, peak):
+    print()
+    print_config_table(report, device)
+    print_kernel_bound_and_tail(report["configs"], report["derived"])
+    print_sweep(report["resolution_sweep"], peak)
+    print()
+    for k, v in report["derived"].items():
         print(f"{k}: {pct(v) if 'overhead' in k else f'{v:.2f}x'}")
     print(f"total benchmark time: {report['total_runtime_s']:.0f} s")
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t_start = time.time()
+    device, device_flag, random_vgg, report = describe_setup(args)
+    plan = make_plan(args, bf16=report["bf16_fast_kernels"] or args.force_bf16)
+    report["plan"] = dataclasses.asdict(plan)
+    note_bf16_skip(report, plan, device, args)
+    peak = measure_peaks(plan, device, report)
+    results = report["configs"] = run_configs(plan, args, device_flag, random_vgg)
+    report["resolution_sweep"] = run_sweep(plan, args, device_flag, random_vgg)
+    add_peak_fractions(results, peak)
+    report["derived"] = compare_configs(results, peak)
+    report["total_runtime_s"] = time.time() - t_start
+    if not args.child:
+        print_report(report, device, peak)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, default=str)

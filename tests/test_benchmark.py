@@ -1,8 +1,9 @@
 """scripts/benchmark.py runs end to end on a tiny configuration and its accounting adds up.
 
 Nothing here checks a speed: the figures of a 2-core CI machine are noise. What is checked is that
-the report has its fields, that the FLOP counts are consistent with each other, and that the
-bare-kernel replay of the convolutions sees every convolution a step runs.
+the report has its fields, that the FLOP counts are consistent with each other, that the
+bare-kernel replay of the convolutions sees every convolution a step runs, that the JSON says which
+reference switches a configuration ran with, and what --quick leaves out (on its plan, untimed).
 """
 
 import json
@@ -45,6 +46,7 @@ def test_benchmark_runs_and_its_figures_are_consistent(tmp_path):
     report = benchmark.main(["--configs", "dagan,spade", "--resolutions", "64", "--repeats", "2", "--warmup", "1",
                              "--threads", "1", "--json", str(out), "--"] + TINY)
     assert json.loads(out.read_text())["configs"].keys() == {"dagan", "spade"}
+    assert report["plan"]["groups"] == [["dagan", "spade"]]
     peak = report["conv_peak_flops"]["fp32"]
     assert peak > 0
     for name in ("dagan", "spade"):
@@ -53,6 +55,9 @@ def test_benchmark_runs_and_its_figures_are_consistent(tmp_path):
         assert 0 < r["train_flops_executed"] <= r["train_flops_model"]
         assert 0 < r["infer_flops_executed"] <= r["infer_flops_model"]
         assert r["train_fraction_of_peak"] == pytest.approx(r["train_flops_model"] / r["train_step_s_median"] / peak)
+        # The fast layers and the model's own phases (D frozen in the G step), read back after the run.
+        assert r["reference_kinds"] == []
+        assert r["frozen_in_phase"] == {"generator": ["D"], "discriminator": []}
     # The attention adds FLOPs, so DAGAN counts more than SPADE.
     assert report["derived"]["attention_flops_overhead_train"] > 0
     kernels = report["configs"]["dagan"]["train_conv_kernels"]
@@ -68,3 +73,57 @@ def test_benchmark_runs_and_its_figures_are_consistent(tmp_path):
         tail["added_train_iteration_s"] / report["configs"]["spade"]["train_step_s_median"])
     # The attention adds executed FLOPs (conv_64, SAM's convolution) even with the fast conv_64.
     assert report["derived"]["attention_executed_flops_overhead_train"] > 0
+
+
+def test_reference_switches_are_reported_as_they_ran_and_restored_after_counting():
+    cpu = ["--gpu_ids", "-1"]
+    ref = benchmark.Prepared("reference", TINY, cpu, random_vgg=False)
+    kinds = ["spade", "upsampled_conv", "label_image_conv"]
+    assert ref.reference_kinds() == kinds
+    assert ref.frozen_in_phase() == {"generator": [], "discriminator": []}
+    fast = benchmark.Prepared("dagan_ref", TINY, cpu, random_vgg=False)
+    assert fast.reference_kinds() == ["spade", "upsampled_conv"]
+    assert fast.frozen_in_phase() == {"generator": ["D"], "discriminator": []}
+    # Counting the model FLOPs swaps in the whole reference computation, then puts each back as it was.
+    executed, model = fast.count(fast.train_step)
+    assert 0 < executed < model
+    assert fast.reference_kinds() == ["spade", "upsampled_conv"]
+    assert fast.frozen_in_phase() == {"generator": ["D"], "discriminator": []}
+
+
+def _timed(plan):
+    return [name for group in plan.groups for name in group]
+
+
+def _last_value(flags, name):
+    return flags[len(flags) - 1 - flags[::-1].index(name) + 1]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_quick_plan_leaves_out_the_slow_parts(bf16):
+    """--quick is a smoke run of a few minutes: compared with the default plan it has no reference
+    child process, no bare-kernel replay, no sweep point at 128 or above (the default sweeps up to
+    512), a 128x128 crop instead of 256x256 and fewer repeats. Checked on the plan; nothing is timed."""
+    full = benchmark.make_plan(benchmark.parse_args([]), bf16=bf16)
+    quick = benchmark.make_plan(benchmark.parse_args(["--quick"]), bf16=bf16)
+    # What the default run does, and --quick must not.
+    assert "reference" in _timed(full) and full.own_process == ("reference",)
+    assert full.kernel_bound == ("dagan",)
+    assert [p["crop"] for p in full.sweep] == [64, 128, 256, 512]
+    assert "--crop_size" not in full.train_flags  # ADE20K's 256
+    assert "reference" not in _timed(quick) and quick.own_process == ()
+    assert quick.kernel_bound == ()
+    assert quick.sweep and all(p["crop"] < 128 for p in quick.sweep)
+    assert _last_value(quick.train_flags, "--crop_size") == "128"
+    assert quick.repeats < full.repeats
+    # dagan alone (two models interleaved would double the peak memory); bf16 only where it is fast.
+    assert _timed(quick) == (["dagan", "dagan_bf16"] if bf16 else ["dagan"])
+    assert quick.peak_dtypes == (("fp32", "bf16") if bf16 else ("fp32",))
+
+
+def test_quick_plan_takes_explicit_choices():
+    args = benchmark.parse_args(["--quick", "--configs", "dagan,spade", "--resolutions", "", "--", "--crop_size", "64"])
+    plan = benchmark.make_plan(args, bf16=False)
+    assert plan.groups == [["dagan", "spade"]] and plan.sweep == []
+    assert _last_value(plan.train_flags, "--crop_size") == "64"  # flags after -- win
+    assert plan.kernel_bound == ()  # never with --quick
