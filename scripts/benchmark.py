@@ -109,7 +109,7 @@ from util.cpu import apply_cpu_settings, native_bf16  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
-# SPEC section 6, ADE20K: 150 classes + dontcare, no instance maps, 256x256, 5 upsamplings; with the
+# The official ADE20K setting: 150 classes + dontcare, no instance maps, 256x256, 5 upsamplings; with the
 # VGG loss (--vgg_loss: the synthetic data's preset turns it off).
 ADE20K_FLAGS = [
     "--label_nc", "150", "--contain_dontcare_label", "--no_instance", "--crop_size", "256",
