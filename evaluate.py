@@ -20,6 +20,8 @@ import torch
 from util.cpu import keep_freed_memory
 from util.errors import UserError, run_cli
 from util.metrics.evaluation import KNOWN_METRICS, SEG_MODELS, evaluate_folders, segmentation_scores
+from util.metrics.fid import INCEPTION_WEIGHTS_FILE
+from util.metrics.perceptual import LPIPS_BACKBONE_FILES, RESNET50_FILE
 from util.metrics.segmentation import SCORE_LABELS
 
 logger = logging.getLogger(__name__)
@@ -32,15 +34,15 @@ def build_parser():
     p.add_argument("--fake", required=True, help="folder of generated images")
     p.add_argument("--metrics", default="", help=f"comma-separated subset of {','.join(KNOWN_METRICS)}")
     p.add_argument("--inception_weights", default=None,
-                   help="FID Inception file (default: <torch hub>/checkpoints/pt_inception-2015-12-05-6726825d.pth)")
+                   help=f"FID Inception file (default: <torch hub>/checkpoints/{INCEPTION_WEIGHTS_FILE})")
     p.add_argument("--fid_dims", type=int, default=2048, choices=(64, 192, 768, 2048),
                    help="Inception feature size for FID/KID (2048 = the standard)")
     p.add_argument("--kid_subsets", type=int, default=100)
     p.add_argument("--kid_subset_size", type=int, default=1000, help="capped at the number of images")
     p.add_argument("--lpips_net", default="alex", choices=("alex", "vgg"))
     p.add_argument("--lpips_weights", default=None,
-                   help="torchvision backbone file (default: hub cache alexnet-owt-7be5be79.pth / vgg16-397923af.pth)")
-    p.add_argument("--frd_weights", default=None, help="ResNet-50 file (default: hub cache resnet50-0676ba61.pth)")
+                   help="torchvision backbone file (default: hub cache " + " / ".join(LPIPS_BACKBONE_FILES.values()) + ")")
+    p.add_argument("--frd_weights", default=None, help=f"ResNet-50 file (default: hub cache {RESNET50_FILE})")
     p.add_argument("--frd_distance", default="frechet", choices=("frechet", "l2"),
                    help="per-pair distance of the ResNet-50 outputs (see util/metrics/perceptual.py)")
     p.add_argument("--seg_model", default=None, choices=SEG_MODELS, help="segmenter for mIoU / accuracy")

@@ -6,7 +6,7 @@ networks it builds; it checks them after parsing.
 """
 
 from models import networks
-from models.networks.loss import GAN_MODES
+from models.networks.loss import GAN_MODES, VGG19_FILE
 from util.errors import OptionError, require_non_negative, require_positive
 
 # Adam betas: under TTUR the model always uses (0.0, 0.9) (SPADE's defaults); with --no_TTUR it uses
@@ -47,7 +47,7 @@ def modify_commandline_options(parser, is_train):
                         help="use the VGG perceptual loss where a preset turns it off (e.g. the synthetic "
                              "main job's) (default: see --no_vgg_loss)")
     parser.add_argument("--vgg_weights", type=str, default=None,
-                        help="VGG19 ImageNet weights file (default: <torch hub dir>/checkpoints/vgg19-dcbb9e9d.pth)")
+                        help=f"VGG19 ImageNet weights file (default: <torch hub dir>/checkpoints/{VGG19_FILE})")
     return parser
 
 

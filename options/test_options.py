@@ -4,6 +4,8 @@ import os
 import re
 
 from util.errors import OptionError, require_positive
+from util.metrics.fid import INCEPTION_WEIGHTS_FILE
+from util.metrics.perceptual import LPIPS_BACKBONE_FILES, RESNET50_FILE
 
 from .base_options import BaseOptions
 
@@ -44,11 +46,11 @@ class TestOptions(BaseOptions):
         parser.add_argument("--eval_metrics", type=str, default=None,
                             help="comma list of fid,kid,lpips,frd ('' = none) (default: the dataset's protocol)")
         parser.add_argument("--inception_weights", type=str, default=None,
-                            help="pt_inception-2015-12-05-6726825d.pth (default: the torch hub cache)")
+                            help=f"{INCEPTION_WEIGHTS_FILE} (default: the torch hub cache)")
         parser.add_argument("--lpips_weights", type=str, default=None,
-                            help="AlexNet backbone of LPIPS, alexnet-owt-7be5be79.pth (default: the torch hub cache)")
+                            help=f"AlexNet backbone of LPIPS, {LPIPS_BACKBONE_FILES['alex']} (default: the torch hub cache)")
         parser.add_argument("--frd_weights", type=str, default=None,
-                            help="ResNet-50 of FRD, resnet50-0676ba61.pth (default: the torch hub cache)")
+                            help=f"ResNet-50 of FRD, {RESNET50_FILE} (default: the torch hub cache)")
         parser.add_argument("--fid_dims", type=int, default=None, choices=FID_DIMS,
                             help="Inception feature dimension of FID (default: 2048, test.py's FID_DIMS)")
         parser.add_argument("--seg_model", type=str, default=None,

@@ -5,6 +5,7 @@ training); see ``options/base_options.py``.
 """
 
 from util.errors import OptionError, require_non_negative, require_positive
+from util.metrics.fid import INCEPTION_WEIGHTS_FILE
 
 from .base_options import BaseOptions
 
@@ -45,7 +46,7 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--eval_batches", type=int, default=0,
                             help="val batches used by --eval_freq; 0 = the whole val split")
         parser.add_argument("--inception_weights", type=str, default=None,
-                            help="pt_inception-2015-12-05-6726825d.pth for FID (default: the torch hub cache)")
+                            help=f"{INCEPTION_WEIGHTS_FILE} for FID (default: the torch hub cache)")
         parser.add_argument("--fid_dims", type=int, default=2048, choices=[64, 192, 768, 2048],
                             help="Inception feature dimension of FID during training")
         parser.add_argument("--ema_decay", type=float, default=0.0,
