@@ -13,7 +13,7 @@ of a datasheet figure.
 
 The default run: dagan and spade interleaved, dagan_bf16 (where bf16 is fast), reference (own
 process), 3 timed iterations each, the bare-kernel replay of dagan's training step, and the sweep
-64/128/256/512 (README: 1071 s on 2 idle cores; measured 2026-12-01 under a load average of 4-5 from
+64/128/256/512 (docs/performance.md: 1071 s on 2 idle cores; measured 2026-12-01 under a load average of 4-5 from
 other jobs, the run getting 52% of a core: 24 min 46 s wall, peak RSS 9.36 GB, the 256x256
 configurations' first iterations 3.0-3.3 GB of it). ``--quick`` runs dagan alone (and dagan_bf16 where the device has fast bf16 kernels)
 at 128x128 instead of 256x256, 2 timed iterations, the sweep at 64 only, with no spade, no reference
