@@ -338,24 +338,49 @@ class TrainingLoop:
         bar = tqdm(total=n_iters, initial=skip, desc=f'epoch {epoch}/{total_epochs}', unit='it',
                    disable=not is_main_process(), dynamic_ncols=True, leave=False)
         t_iter = time.time()
-        for i, data_i in enumerate(epoch_iterator, start=skip):
-            trainer.run_iteration(data_i, i)
-            epoch_iter += 1
-            self.total_iters += 1
-            bar.update(1)
-            t_iter = self._log(epoch, epoch_iter, data_i, t_iter, bar)
-            if self.total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
-                save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, False, self.train_eval)
-                logger.info('saved the latest state (epoch %d, iteration %d)', epoch, self.total_iters)
-            if stop_after_iter is not None and self.total_iters >= stop_after_iter:
-                bar.close()
-                return False
+        try:
+            for i, data_i in enumerate(epoch_iterator, start=skip):
+                trainer.run_iteration(data_i, i)
+                epoch_iter += 1
+                self.total_iters += 1
+                bar.update(1)
+                t_iter = self._log(epoch, epoch_iter, data_i, t_iter, bar)
+                if self.total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
+                    save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, False, self.train_eval)
+                    logger.info('saved the latest state (epoch %d, iteration %d)', epoch, self.total_iters)
+                if stop_after_iter is not None and self.total_iters >= stop_after_iter:
+                    bar.close()
+                    return False
+        except Exception as err:
+            bar.close()
+            self._save_after_fault(epoch, epoch_iter, err)
+            raise
         bar.close()
         save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, True, self.train_eval)
         if is_main_process() and (epoch % opt.save_epoch_freq == 0 or epoch == total_epochs):
             ckpt.save_network_weights(trainer.model, opt, epoch)
             self.train_eval.save_weights(epoch)
         return True
+
+    def _save_after_fault(self, epoch, epoch_iter, err):
+        """A fault mid-run (a non-finite loss, a disk or data error): write a last full-state
+        checkpoint of the iterations completed, so that no more than the failing iteration is lost,
+        and say where it is. The phases of the failing iteration that had already stepped stay in
+        the saved weights. Not under DDP: the other ranks may not reach the collective calls."""
+        if self.opt.world_size > 1:
+            logger.error('training stopped at epoch %d after iteration %d (%s); under DDP no further '
+                         'checkpoint is written: resume from the last one with --continue_train',
+                         epoch, self.total_iters, type(err).__name__)
+            return
+        try:
+            save_checkpoint(self.trainer, self.opt, epoch, epoch_iter, self.total_iters, False, self.train_eval)
+        except Exception as save_err:  # noqa: BLE001 - the original fault is re-raised by the caller
+            logger.error('training stopped at epoch %d after iteration %d (%s), and the last checkpoint '
+                         'could not be written either: %s', epoch, self.total_iters, type(err).__name__, save_err)
+            return
+        logger.error('training stopped at epoch %d after iteration %d (%s: %s); the state after those '
+                     'iterations is saved in %s: fix the cause and resume with --continue_train',
+                     epoch, self.total_iters, type(err).__name__, err, ckpt.state_path(self.opt))
 
     def _log(self, epoch, epoch_iter, data_i, t_iter, bar):
         opt, total = self.opt, self.total_iters

@@ -3,6 +3,7 @@ nothing left behind by a kill."""
 import os
 
 import pytest
+import torch
 
 import evaluate
 import train
@@ -97,3 +98,32 @@ def test_run_killed_before_its_first_checkpoint_gets_the_same_answer_both_ways(s
     # --overwrite starts it afresh
     train.main(tiny_args(synth_root, tmp_path, 'early', '--overwrite'))
     assert (run / 'latest_state.pth').is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# a fault mid-run keeps the iterations done
+
+def test_fault_mid_run_writes_a_last_checkpoint_and_resumes(synth_root, tmp_path, monkeypatch, caplog):
+    from models.trainer import Trainer
+
+    run_phase = Trainer.run_phase
+    calls = []
+
+    def failing(self, phase, data):
+        calls.append(phase.name)
+        if len(calls) == 7:  # iteration 4's generator phase (2 phases per iteration)
+            raise FloatingPointError('generator loss GAN is not finite')
+        return run_phase(self, phase, data)
+
+    monkeypatch.setattr(Trainer, 'run_phase', failing)
+    args = tiny_args(synth_root, tmp_path, 'fault', '--niter', '3')  # 2 iterations per epoch
+    with pytest.raises(FloatingPointError):
+        train.main(args)
+    state = torch.load(tmp_path / 'fault' / 'latest_state.pth', weights_only=True)
+    # Epoch 2's first iteration (total 3) was completed; the epoch-1 checkpoint alone would say 2.
+    assert (state['epoch'], state['epoch_iter'], state['total_iters'], state['epoch_done']) == (2, 1, 3, False)
+    assert 'latest_state.pth: fix the cause and resume with --continue_train' in caplog.text
+    monkeypatch.setattr(Trainer, 'run_phase', run_phase)
+    train.main(args + ['--continue_train'])
+    state = torch.load(tmp_path / 'fault' / 'latest_state.pth', weights_only=True)
+    assert (state['epoch'], state['total_iters'], state['epoch_done']) == (3, 6, True)
