@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from util.cpu import keep_freed_memory
+from util.cpu import apply_thread_settings, keep_freed_memory
 from util.errors import UserError, run_cli
 from util.metrics.evaluation import KNOWN_METRICS, SEG_MODELS, evaluate_folders, segmentation_scores
 from util.metrics.fid import INCEPTION_WEIGHTS_FILE
@@ -109,6 +109,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if str(args.device).startswith("cpu"):
         keep_freed_memory()  # speed only (see util/cpu.py)
+        apply_thread_settings()  # threads for the cores free at start, unless OMP_NUM_THREADS is set
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     results = run(args)

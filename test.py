@@ -43,7 +43,7 @@ import data
 import models
 from options.test_options import TestOptions
 from util import checkpoint, util
-from util.cpu import apply_cpu_settings
+from util.cpu import adapt_threads, apply_cpu_settings
 from util.errors import MissingFileError, run_cli
 from util.html import HTML
 from util.util import write_text_atomic
@@ -313,6 +313,7 @@ def generate(opt, model, dataloader, web_dir):
     rows, label_paths, seen = [], [], {}
     with torch.no_grad(), tqdm(total=total, desc="test", unit="img", file=sys.stderr) as bar:
         for batch in dataloader:
+            adapt_threads()  # the CPU thread count follows the machine's load (util/cpu.py)
             if len(rows) >= total:
                 break
             with inference_autocast(opt):

@@ -31,7 +31,7 @@ from models.trainer import Trainer
 from options.train_options import TrainOptions
 from util import checkpoint as ckpt
 from util import ddp
-from util.cpu import apply_cpu_settings
+from util.cpu import adapt_threads, apply_cpu_settings, check_resume_environment
 from util.distributed import barrier, is_main_process
 from util.errors import MissingFileError, UserError, run_cli
 from util.metrics.segmentation import format_scores
@@ -223,6 +223,7 @@ class Run:
             # RNG state is from after that draw, so it is restored after building the iterator.
             self.restore_rng_after_iterator = True
         self.rng = ddp.rng_states_for_rank(state, opt)
+        check_resume_environment(state['opt'], opt)  # another device or thread count: not bit-exact
         self.messages.append(f'resuming from {source}: epoch {self.start_epoch}, iteration '
                              f'{self.total_iters} (full state: networks, optimizers, RNG)')
 
@@ -340,6 +341,7 @@ class TrainingLoop:
         t_iter = time.time()
         try:
             for i, data_i in enumerate(epoch_iterator, start=skip):
+                adapt_threads()  # the CPU thread count follows the machine's load (util/cpu.py)
                 trainer.run_iteration(data_i, i)
                 epoch_iter += 1
                 self.total_iters += 1

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 # Values computed by the hooks; never written to opt.json / opt.txt and never read back from them.
 DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank")
 # Choices of this process, not of the run: --load_from_opt_file does not take them from the file.
-PROCESS_OPTIONS = ("memory_format", "cpu_malloc", "gpu_ids", "nThreads", "verbose", "dry_run",
+PROCESS_OPTIONS = ("memory_format", "cpu_malloc", "cpu_threads", "gpu_ids", "nThreads", "verbose", "dry_run",
                    "load_from_opt_file", "overwrite", "continue_train")
 # Preprocessing modes that resize the image so that its width / short side is --load_size, then crop.
 RESIZE_THEN_CROP_MODES = ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop")
@@ -156,6 +156,10 @@ class BaseOptions:
         parser.add_argument("--cpu_malloc", type=str, default="keep", choices=["keep", "system"],
                             help="CPU runs: 'keep' makes glibc reuse freed memory instead of page-faulting every "
                                  "large tensor in again (faster; peak memory stays reserved), 'system' leaves it as is")
+        parser.add_argument("--cpu_threads", type=int, default=0,
+                            help="CPU runs: torch threads; 0 = one per core left free by other processes, "
+                                 "checked at start and during the run (util/cpu.py); a fixed count keeps a run "
+                                 "bit-exact on a machine whose load changes (OMP_NUM_THREADS fixes it too)")
         parser.add_argument("--phase", type=str, default="train", choices=["train", "val", "test"],
                             help="train, val or test split")
         parser.add_argument("--load_from_opt_file", action="store_true",
@@ -193,7 +197,7 @@ class BaseOptions:
         """Checks of the flags declared in :meth:`initialize`."""
         require_positive(opt, "batchSize", "load_size", "crop_size", "display_winsize", "max_dataset_size")
         require_positive(opt, "aspect_ratio", kind="number")
-        require_non_negative(opt, "nThreads")
+        require_non_negative(opt, "nThreads", "cpu_threads")
         parse_gpu_ids(opt.gpu_ids)
         if opt.preprocess_mode in RESIZE_THEN_CROP_MODES and opt.load_size < opt.crop_size:
             raise OptionError("--load_size", opt.load_size,

@@ -622,7 +622,7 @@ def parse_args(argv):
     parser.add_argument("--large_repeats", type=int, default=1,
                         help=f"timed iterations (and no warm-up) in the sweep at crops above {LARGE_CROP}")
     parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores free at start, see util/cpu.py)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--force_bf16", action="store_true",
                         help="time bf16 even where the device has no fast bf16 kernels (skipped by default: "
@@ -661,7 +661,8 @@ def describe_setup(args):
     names = [c for c in args.configs.split(",") if c]
     # The process-wide settings come from the flags shared by this process's configurations.
     shared = args.extra + (CONFIGS[names[0]]["flags"] if args.child and len(names) == 1 else [])
-    probe = TrainOptions().parse(["--dataset_mode", "synthetic"] + ADE20K_FLAGS + device_flag + shared)
+    threads = ["--cpu_threads", str(args.threads)] if args.threads else []
+    probe = TrainOptions().parse(["--dataset_mode", "synthetic"] + ADE20K_FLAGS + device_flag + shared + threads)
     malloc_applied = apply_cpu_settings(probe)
     random_vgg = not probe.no_vgg_loss and not os.path.isfile(vgg19_weights_path(probe.vgg_weights))
     report = {"machine": machine_info(), "device": str(probe.device), "quick": args.quick, "extra_flags": args.extra,
@@ -904,8 +905,6 @@ def print_report(report, device, peak):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t_start = time.time()
     device, device_flag, random_vgg, report = describe_setup(args)
     plan = make_plan(args, bf16=report["bf16_fast_kernels"] or args.force_bf16)

@@ -4,13 +4,18 @@ import os
 import sys
 
 import pytest
-import torch
+
+# One thread: on a shared 2-core machine two OpenMP threads per process stall 5-10x under load. Also in
+# the environment, so that util.cpu's automatic thread count (train.main / test.main called in-process)
+# keeps it, and subprocesses inherit it.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# One thread: on a shared 2-core machine two OpenMP threads per process stall 5-10x under load.
 torch.set_num_threads(1)
 
 

@@ -120,11 +120,11 @@ def test_cpu_malloc_setting():
 
     from util import cpu
 
-    opt = argparse.Namespace(cpu_malloc="system", device=torch.device("cpu"))
+    opt = argparse.Namespace(cpu_malloc="system", device=torch.device("cpu"), cpu_threads=1)
     assert cpu.apply_cpu_settings(opt) is False
     with pytest.raises(ValueError, match="keep, system"):
-        cpu.apply_cpu_settings(argparse.Namespace(cpu_malloc="jemalloc", device=torch.device("cpu")))
-    applied = cpu.apply_cpu_settings(argparse.Namespace(cpu_malloc="keep", device=torch.device("cpu")))
+        cpu.apply_cpu_settings(argparse.Namespace(cpu_malloc="jemalloc", device=torch.device("cpu"), cpu_threads=1))
+    applied = cpu.apply_cpu_settings(argparse.Namespace(cpu_malloc="keep", device=torch.device("cpu"), cpu_threads=1))
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert applied is True
     assert cpu.keep_freed_memory() is applied  # idempotent
