@@ -146,6 +146,54 @@ def test_onehot_conv_matches_dense_conv(with_edges, kernel, memory_format):
     assert torch.allclose(conv.bias.grad, ref.bias.grad, atol=1e-4)
 
 
+@pytest.mark.parametrize("with_edges", [False, True])
+def test_onehot_conv_with_dense_channels_in_front(with_edges):
+    """OASIS's condition [noise || one-hot (|| more)]: the one-hot block starts at channel ``start``."""
+    torch.manual_seed(4)
+    seg, labels = one_hot_semantics(with_edges=with_edges)
+    noise = torch.randn(seg.size(0), 3, *seg.shape[2:])
+    full = torch.cat([noise, seg], dim=1)  # 3 dense, 6 one-hot, (1 dense)
+    conv = nn.Conv2d(full.size(1), 16, 3, padding=1)
+    ref = copy.deepcopy(conv)
+    extra = torch.cat([noise, seg[:, 6:]], dim=1) if with_edges else noise
+    out = onehot_conv2d(labels, extra, conv, memory_format=torch.contiguous_format, start=3)
+    expected = ref(full)
+    assert torch.allclose(reference_onehot_conv2d(labels, extra, ref, start=3), expected, atol=1e-6)
+    assert torch.allclose(out, expected, atol=1e-5)
+    weight = torch.randn_like(expected)
+    (out * weight).sum().backward()
+    (expected * weight).sum().backward()
+    assert torch.allclose(conv.weight.grad, ref.weight.grad, atol=1e-4)
+
+
+def test_spade_with_noise_in_front_matches_reference():
+    torch.manual_seed(5)
+    fast = SPADE("spadesyncbatch3x3", 8, 3 + 6, onehot_nc=6, onehot_start=3, norm_name="first_norm", hidden=16)
+    assert "first_norm.running_mean" in fast.state_dict() and fast.mlp_shared[0].out_channels == 16
+    ref = to_reference(copy.deepcopy(fast))
+    seg, labels = one_hot_semantics(with_edges=False)
+    cond = torch.cat([torch.randn(seg.size(0), 3, *seg.shape[2:]), seg], dim=1)
+    x = torch.randn(2, 8, 12, 16)
+    assert torch.allclose(fast(x, cond, class_ids=labels), ref(x, cond), atol=1e-5)
+    assert torch.allclose(fast(x, cond), ref(x, cond), atol=1e-5)  # ids recovered from channels 3..8
+
+
+def test_single_device_sync_batchnorm_leaves_the_batch_count():
+    """As the official sync BN on one device: same normalisation and running statistics as BatchNorm2d
+    with momentum 0.1, num_batches_tracked not counted (momentum None: torch's cumulative average)."""
+    from models.networks.normalization import SingleDeviceSyncBatchNorm2d
+
+    torch.manual_seed(6)
+    x = torch.randn(4, 5, 6, 6)
+    ours, plain = SingleDeviceSyncBatchNorm2d(5, affine=False), nn.BatchNorm2d(5, affine=False)
+    assert torch.allclose(ours(x), plain(x), atol=1e-6)
+    assert torch.allclose(ours.running_var, plain.running_var) and int(ours.num_batches_tracked) == 0
+    assert int(plain.num_batches_tracked) == 1
+    ours.momentum = None
+    ours(x)
+    assert int(ours.num_batches_tracked) == 1
+
+
 # ---------------------------------------------------------------------------------------- SPADE
 @pytest.mark.parametrize("config", ["spadebatch3x3", "spadeinstance3x3"])
 def test_spade_fast_matches_reference(config):

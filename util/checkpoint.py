@@ -50,8 +50,10 @@ def weight_file(opt, epoch, net_name):
     (``BaseModel.weight_file``: ``<epoch>_net_<net_name>.pth``; OASIS: ``models/<epoch>_G.pth``).
     ``'*'`` for ``epoch`` / ``net_name`` gives a glob pattern."""
     import models
+    from models.base_model import BaseModel
 
-    return models.find_model_using_name(opt.model).weight_file(epoch, net_name)
+    model = getattr(opt, 'model', None)
+    return (models.find_model_using_name(model) if model else BaseModel).weight_file(epoch, net_name)
 
 
 def weight_path(opt, epoch, net_name):
