@@ -668,6 +668,30 @@ def test_coco_label_encoding_through_the_loader(coco_model, coco_batch):
     assert real.shape == (2, 3, 64, 64) and torch.equal(real, coco_batch["image"])
 
 
+def test_ade20k_label_encoding_through_the_loader(tmp_path):
+    """ADE20K: raw value v (0 = unknown) -> channel v of 151, no shift; test options (G only)."""
+    import data
+    import models
+
+    label = np.zeros((64, 64), np.uint8)
+    label[:, 16:32] = 3
+    label[:, 32:48] = 150
+    label[:, 48:] = 1
+    os.makedirs(tmp_path / "annotations" / "validation")
+    os.makedirs(tmp_path / "images" / "validation")
+    Image.fromarray(label).save(tmp_path / "annotations" / "validation" / "ADE_val_00000001.png")
+    photo = np.random.default_rng(0).integers(0, 256, size=(64, 64, 3)).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "images" / "validation" / "ADE_val_00000001.jpg")
+    opt = oasis_options(False, dataset_mode="ade20k", dataroot=str(tmp_path), crop_size=64, load_size=64,
+                        channels_G=4, z_dim=8)
+    assert opt.semantic_nc == 151
+    model = models.create_model(opt)
+    batch = next(iter(data.create_dataloader(opt)))
+    onehot, _ = model.preprocess_input(batch)
+    assert onehot.shape == (1, 151, 64, 64) and torch.equal(onehot.sum(1), torch.ones(1, 64, 64))
+    assert torch.equal(onehot[0].argmax(0), torch.from_numpy(label.astype(np.int64)))
+
+
 def recording_hooks(model):
     calls = {"G": [], "D": []}
     hooks = [model.netG.register_forward_hook(lambda m, i, o: calls["G"].append(o.detach())),
