@@ -94,13 +94,14 @@ def inference_autocast(opt):
     return torch.autocast(device_type=opt.device.type, dtype=dtype)
 
 
-def save_visuals(visuals, index, stem, web_dir, opt):
+def save_visuals(visuals, index, stem, web_dir, opt, rounding="round"):
     """Write every visual of batch item ``index`` as ``images/<picture>/<stem>.png`` (vectors also as
-    ``.json``); returns {picture name: relative path} for the page."""
+    ``.json``; images quantised by ``rounding``, the model's ``image_rounding``); returns {picture
+    name: relative path} for the page."""
     images = {}
     for name, batch in visuals.items():
         item = batch[index]
-        for picture, array in util.visual_arrays(name, item, opt).items():
+        for picture, array in util.visual_arrays(name, item, opt, rounding).items():
             rel = os.path.join("images", picture, stem + ".png")
             util.save_image(array, os.path.join(web_dir, rel))
             images[picture] = rel
@@ -232,17 +233,22 @@ def check_checkpoint(opt):
     ``<which_epoch>_net_<X>.pth`` or ``<which_epoch>_state.pth``); the message lists the epochs it
     holds. Cheap: reads no file (load_networks checks each network's file and its fit)."""
     folder = checkpoint.run_dir(opt)
+    wanted = checkpoint.weight_file(opt, opt.which_epoch, "<X>")
     if not os.path.isdir(folder):
         raise MissingFileError(f"--name {opt.name}: no run folder {folder}, so no weights "
-                               f"{opt.which_epoch}_net_<X>.pth to load (train.py writes them there; check "
+                               f"{wanted} to load (train.py writes them there; check "
                                f"--name and --checkpoints_dir)")
     kind, _ = checkpoint.describe_resume_source(opt)
+    averaged = models.find_model_using_name(opt.model).ema_network_names
+    if kind is None and opt.use_ema and averaged and all(
+            os.path.isfile(checkpoint.weight_path(opt, opt.which_epoch, name + "_ema")) for name in averaged):
+        return  # a folder with only the EMA networks (load_networks checks each file)
     if kind is None:
-        epochs = sorted({f.split("_net_")[0] for f in os.listdir(folder) if "_net_" in f and f.endswith(".pth")}
+        epochs = sorted(set(checkpoint.weight_epochs(opt))
                         | {f[:-len("_state.pth")] for f in os.listdir(folder) if f.endswith("_state.pth")})
         held = f"it holds {', '.join(epochs)}" if epochs else "it holds no weight files"
         raise MissingFileError(f"--which_epoch {opt.which_epoch}: {folder} holds neither "
-                               f"{opt.which_epoch}_net_<X>.pth nor {opt.which_epoch}_state.pth ({held})")
+                               f"{wanted} nor {opt.which_epoch}_state.pth ({held})")
 
 
 def check_inputs(opt):
@@ -275,6 +281,9 @@ def main(argv=None):
     if opt.save_attention and not model.extra_visual_names:
         raise ValueError(f"--save_attention needs a model with attention maps (--netG dagan); "
                          f"{type(model).__name__} with these options has none")
+    if opt.resample_class is not None and not model.resamples_classes:
+        raise ValueError(f"--resample_class: {type(model).__name__} cannot re-sample the noise of one class "
+                         f"(--model oasis can)")
     loaded = load_networks(model, opt)
     model.eval()
 
@@ -311,13 +320,23 @@ def generate(opt, model, dataloader, web_dir):
     layout = LayoutScorer(opt) if opt.dataset_mode == "synthetic" else None
     total = min(len(dataloader.dataset), opt.how_many)
     rows, label_paths, seen = [], [], {}
+    fake_name = model.evaluation_pair[1] if model.evaluation_pair else None
     with torch.no_grad(), tqdm(total=total, desc="test", unit="img", file=sys.stderr) as bar:
-        for batch in dataloader:
+        for batch_index, batch in enumerate(dataloader):
             adapt_threads()  # the CPU thread count follows the machine's load (util/cpu.py)
             if len(rows) >= total:
                 break
+            samples = []
             with inference_autocast(opt):
-                visuals = model.inference(batch, extras=opt.save_attention)
+                if opt.n_samples > 1:
+                    # Seeded per batch: the same samples on every run (and with --how_many).
+                    generator = torch.Generator().manual_seed(opt.seed * 1_000_003 + batch_index)
+                    samples = model.inference_samples(batch, opt.n_samples, opt.resample_class, generator)
+                    visuals = dict(samples[0])
+                    samples = [{fake_name: out[fake_name].float()} for out in samples]
+                    visuals.pop(fake_name)
+                else:
+                    visuals = model.inference(batch, extras=opt.save_attention)
             visuals = {k: v.float() if v.is_floating_point() else v for k, v in visuals.items()}
             start = len(rows)
             for i, path in enumerate(batch["path"]):
@@ -332,11 +351,16 @@ def generate(opt, model, dataloader, web_dir):
                 seen[stem] = path
                 if "label_path" in batch:
                     label_paths.append(batch["label_path"][i])
-                rows.append((stem, save_visuals(visuals, i, stem, web_dir, opt)))
+                images = save_visuals(visuals, i, stem, web_dir, opt, model.image_rounding)
+                for k, sample in enumerate(samples):
+                    saved = save_visuals(sample, i, f"{stem}_{k}", web_dir, opt, model.image_rounding)
+                    images.update({f"{picture} {k}": path for picture, path in saved.items()})
+                rows.append((stem, images))
                 bar.update(1)
             if layout is not None:
                 kept = len(rows) - start
-                layout.update(visuals[model.evaluation_pair[1]][:kept], batch["label"][:kept])
+                fakes = samples[0][fake_name] if samples else visuals[fake_name]
+                layout.update(fakes[:kept], batch["label"][:kept])
     return rows, label_paths, layout
 
 

@@ -85,7 +85,7 @@ def check_run_dir(opt):
             raise MissingFileError(
                 f'--continue_train: {ckpt.run_dir(opt)} holds neither our full-state checkpoint '
                 f'{os.path.basename(ckpt.state_path(opt, opt.which_epoch))} nor official weights '
-                f'{opt.which_epoch}_net_<name>.pth (--which_epoch {opt.which_epoch}).')
+                f'{ckpt.weight_file(opt, opt.which_epoch, "<name>")} (--which_epoch {opt.which_epoch}).')
         return kind, path, []
     if existing and not opt.overwrite:
         raise RunExistsError(
@@ -161,8 +161,15 @@ def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, tr
     if rng_per_rank is not None:
         extra['rng_per_rank'] = rng_per_rank
     ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=extra)
-    ckpt.save_network_weights(trainer.model, opt, 'latest')
-    train_eval.save_weights('latest')
+    save_weight_files(trainer.model, opt, 'latest', total_iters, train_eval)
+
+
+def save_weight_files(model, opt, label, total_iters, train_eval):
+    """The weight-only files of ``label`` (networks and EMA copies) and the model's own record of them
+    (OASIS: ``<label>_iter.txt``). Rank 0 only."""
+    ckpt.save_network_weights(model, opt, label)
+    train_eval.save_weights(label)
+    model.weights_saved(opt, label, total_iters)
 
 
 def evaluate_layout(opt, model, visualizer, epoch, total_iters, train_eval):
@@ -227,16 +234,25 @@ class Run:
         self.messages.append(f'resuming from {source}: epoch {self.start_epoch}, iteration '
                              f'{self.total_iters} (full state: networks, optimizers, RNG)')
 
-    def fine_tune_from_weights(self, model, opt):
+    def fine_tune_from_weights(self, model, opt, iters_per_epoch):
         names = tuple(model.networks())
         loaded = ckpt.load_network_weights(model, opt, opt.which_epoch, names=names,
                                            required=model.inference_network_names[:1])
+        done = model.iterations_done(opt, opt.which_epoch)
+        if done:
+            # The official counter of the run (OASIS's latest_iter.txt): continue its schedule where it stopped.
+            self.total_iters = done
+            self.start_epoch, self.start_epoch_iter = done // iters_per_epoch + 1, done % iters_per_epoch
+            where = f'at epoch {self.start_epoch}, iteration {done} (the run\'s own counter)'
+        else:
+            where = 'starting at epoch 1'
         self.messages.append('fine-tuning from weight-only files ' + ', '.join(
-            f'net{k}: {os.path.basename(v)}' for k, v in loaded.items() if v)
-            + '; fresh optimizers, starting at epoch 1')
+            f'net{k}: {os.path.relpath(v, ckpt.run_dir(opt))}' for k, v in loaded.items() if v)
+            + f'; fresh optimizers, {where}')
         for k, v in loaded.items():
             if v is None:
-                self.messages.append(f'net{k}: no {opt.which_epoch}_net_{k}.pth, starting from a fresh initialisation')
+                self.messages.append(f'net{k}: no {ckpt.weight_file(opt, opt.which_epoch, k)}, starting from a '
+                                     'fresh initialisation')
 
     def extra(self, key):
         return (self.state or {}).get('extra', {}).get(key)
@@ -262,7 +278,7 @@ def _setup(opt, options):
     if mode == 'state':
         run.resume_from_state(trainer, source, opt)
     elif mode == 'weights':
-        run.fine_tune_from_weights(model, opt)
+        run.fine_tune_from_weights(model, opt, len(dataloader))
     clear_run_dir(opt, existing)
     if is_main_process():
         options.save_options(opt)
@@ -283,6 +299,9 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
     trainer.after_phase_hooks.append(train_eval.after_phase)
     if run.state is not None:
         train_eval.load_state_dict(run.extra('train_eval'), ckpt.state_path(opt, opt.which_epoch))
+    elif opt.continue_train:
+        for path in train_eval.load_weights(opt.which_epoch):
+            visualizer.log_message(f'EMA continued from {os.path.relpath(path, ckpt.run_dir(opt))}')
     if run.rng is not None and not run.restore_rng_after_iterator:
         ckpt.set_rng_states(run.rng)
     for k, net in model.networks().items():
@@ -347,6 +366,8 @@ class TrainingLoop:
                 self.total_iters += 1
                 bar.update(1)
                 t_iter = self._log(epoch, epoch_iter, data_i, t_iter, bar)
+                if opt.save_iter_freq and self.total_iters % opt.save_iter_freq == 0 and is_main_process():
+                    save_weight_files(trainer.model, opt, self.total_iters, self.total_iters, self.train_eval)
                 if self.total_iters % opt.save_latest_freq == 0 and epoch_iter < n_iters:
                     save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, False, self.train_eval)
                     logger.info('saved the latest state (epoch %d, iteration %d)', epoch, self.total_iters)
@@ -360,8 +381,7 @@ class TrainingLoop:
         bar.close()
         save_checkpoint(trainer, opt, epoch, epoch_iter, self.total_iters, True, self.train_eval)
         if is_main_process() and (epoch % opt.save_epoch_freq == 0 or epoch == total_epochs):
-            ckpt.save_network_weights(trainer.model, opt, epoch)
-            self.train_eval.save_weights(epoch)
+            save_weight_files(trainer.model, opt, epoch, self.total_iters, self.train_eval)
         return True
 
     def _save_after_fault(self, epoch, epoch_iter, err):

@@ -35,6 +35,11 @@ class ADE20KDataset(Pix2pixDataset):
                             display_winsize=256, label_nc=150, contain_dontcare_label=True, no_instance=True)
         return parser
 
+    @staticmethod
+    def unknown_label(opt):
+        """Raw value 0 is "unlabelled" (channel label_nc after --ade20k_label_shift)."""
+        return opt.label_nc if opt.ade20k_label_shift else 0
+
     def get_paths(self, opt):
         split = "train" if opt.phase == "train" else "val"
         tag = f"_{split}_"

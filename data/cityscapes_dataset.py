@@ -26,6 +26,11 @@ class CityscapesDataset(Pix2pixDataset):
                             no_instance=False)
         return parser
 
+    @staticmethod
+    def unknown_label(opt):
+        """labelId 0 is "unlabeled"."""
+        return 0
+
     def get_paths(self, opt):
         split = "val" if opt.phase == "test" else opt.phase
         label_dir = os.path.join(opt.dataroot, "gtFine", split)

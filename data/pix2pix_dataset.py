@@ -187,6 +187,14 @@ class Pix2pixDataset(BaseDataset):
         return parser
 
     @staticmethod
+    def unknown_label(opt):
+        """The label value (after ``remap_label`` / the dontcare mapping) that means "unknown /
+        unlabelled", or None when every value is a class: the dontcare channel ``label_nc`` with
+        --contain_dontcare_label. Models that treat the unknown class apart (OASIS: channel 0, weight
+        0 in its loss) read it here."""
+        return opt.label_nc if opt.contain_dontcare_label else None
+
+    @staticmethod
     def validate_options(opt):
         """Sets ``semantic_nc``, the channels of the network input: one-hot labels (+ dontcare)
         (+ the instance edge map). The only place it is computed."""

@@ -63,6 +63,9 @@ class BaseModel(nn.Module):
     inference_network_names = ()
     ema_network_names = ()
     ema_after_phase = None
+    ema_average_buffers = False  # EMA of floating buffers too (BN statistics, spectral-norm u/v), or copies
+    image_rounding = "round"  # how saved PNGs quantise [-1, 1]: "round" or the official "truncate"
+    resamples_classes = False  # inference_samples(..., resample_class=C) re-draws noise inside class C
     loss_names = ()
     evaluation_pair = None
     extra_visual_names = ()
@@ -74,6 +77,23 @@ class BaseModel(nn.Module):
     @staticmethod
     def validate_options(opt):
         """Check this model's option values after parsing; raise ``options.OptionError``."""
+
+    @staticmethod
+    def weight_file(epoch, name):
+        """The weight file of network ``name`` at ``epoch`` relative to the run folder, as the official
+        code names it (``<epoch>_net_<name>.pth``; an EMA copy is ``<name>_ema``). Models whose
+        official run folders differ override it (OASIS: ``models/<epoch>_G.pth``)."""
+        return f"{epoch}_net_{name}.pth"
+
+    def weights_saved(self, opt, label, total_iters):
+        """Called after the weight files of ``label`` were written, ``total_iters`` iterations into the
+        run (the official OASIS code records the iteration in ``<label>_iter.txt``). Default: nothing."""
+
+    @staticmethod
+    def iterations_done(opt, label):
+        """Iterations the official run folder records for the weights of ``label`` (None: unknown);
+        fine-tuning from those weight files continues the run's counter from there."""
+        return None
 
     @staticmethod
     def check_files(opt):
@@ -141,3 +161,16 @@ class BaseModel(nn.Module):
     @torch.no_grad()
     def inference(self, data, extras=False):
         raise NotImplementedError
+
+    @torch.no_grad()
+    def inference_samples(self, data, n_samples, resample_class=None, generator=None):
+        """``n_samples`` outputs of :meth:`inference` for ``data`` (multimodal synthesis, ``test.py
+        --n_samples``). Default: the global torch RNG re-seeded from ``generator`` before each sample,
+        so any model whose inference draws noise gives different, reproducible samples."""
+        if resample_class is not None:
+            raise ValueError(f"{type(self).__name__} cannot re-sample the noise of one class")
+        outs = []
+        for _ in range(n_samples):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            outs.append(self.inference(data))
+        return outs

@@ -33,6 +33,23 @@ def instance_edges(instance):
     return edge.float()
 
 
+def check_label_range(label_map, nc, data):
+    """ValueError naming the label file of the first value of ``label_map`` [B,1,H,W] outside [0, nc)."""
+    low, high = int(label_map.min()), int(label_map.max())
+    if low >= 0 and high < nc:
+        return
+    paths = data.get("label_path") or ["<unknown label file>"] * label_map.size(0)
+    for i in range(label_map.size(0)):
+        sample = label_map[i]
+        bad = sample[(sample < 0) | (sample >= nc)]
+        if bad.numel():
+            path = paths[i] if i < len(paths) else "<unknown label file>"
+            raise ValueError(
+                f"label value {int(bad[0])} out of range [0, {nc}) in {path} "
+                f"(label_nc={nc} channels incl. dontcare); check --label_nc / --contain_dontcare_label"
+            )
+
+
 def spade_learning_rate(opt, epoch):
     """Base learning rate used during ``epoch`` (1-based) under SPADE's linear decay.
 
@@ -197,7 +214,7 @@ class Pix2PixModel(BaseModel):
         if label_map.dim() != 4 or label_map.size(1) != 1:
             raise ValueError(f"data['label'] must be [B,1,H,W], got shape {tuple(label_map.shape)}")
         nc = self.opt.label_nc + (1 if self.opt.contain_dontcare_label else 0)
-        self._check_label_range(label_map, nc, data)
+        check_label_range(label_map, nc, data)
         bs, _, h, w = label_map.size()
         fmt = self.memory_format
         if fmt is torch.channels_last:
@@ -212,22 +229,6 @@ class Pix2PixModel(BaseModel):
             input_semantics = torch.cat((input_semantics, edges), dim=1)
         real_image = data["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
         return input_semantics, real_image, label_map[:, 0]
-
-    @staticmethod
-    def _check_label_range(label_map, nc, data):
-        low, high = int(label_map.min()), int(label_map.max())
-        if low >= 0 and high < nc:
-            return
-        paths = data.get("label_path") or ["<unknown label file>"] * label_map.size(0)
-        for i in range(label_map.size(0)):
-            sample = label_map[i]
-            bad = sample[(sample < 0) | (sample >= nc)]
-            if bad.numel():
-                path = paths[i] if i < len(paths) else "<unknown label file>"
-                raise ValueError(
-                    f"label value {int(bad[0])} out of range [0, {nc}) in {path} "
-                    f"(label_nc={nc} channels incl. dontcare); check --label_nc / --contain_dontcare_label"
-                )
 
     # ------------------------------------------------------------------ losses
     def compute_generator_loss(self, input_semantics, real_image, class_ids=None):

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 # Values computed by the hooks; never written to opt.json / opt.txt and never read back from them.
-DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank")
+DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank", "eval_freq_given")
 # Choices of this process, not of the run: --load_from_opt_file does not take them from the file.
 PROCESS_OPTIONS = ("memory_format", "cpu_malloc", "cpu_threads", "gpu_ids", "nThreads", "verbose", "dry_run",
                    "load_from_opt_file", "overwrite", "continue_train")
@@ -170,7 +170,7 @@ class BaseOptions:
         parser.add_argument("--dataroot", type=str, default="./datasets/synthetic", help="root of the dataset")
         parser.add_argument("--dataset_mode", type=str, default="synthetic",
                             help=f"dataset mode (data/<mode>_dataset.py): {', '.join(data.known_dataset_modes())}")
-        parser.add_argument("--batchSize", type=int, default=1,
+        parser.add_argument("--batchSize", "--batch_size", type=int, default=1,
                             help="global batch size (split evenly across processes under torchrun)")
         parser.add_argument("--preprocess_mode", type=str, default="scale_width_and_crop",
                             choices=PREPROCESS_MODES, help="scaling and cropping of images at load time")

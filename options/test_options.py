@@ -38,6 +38,12 @@ class TestOptions(BaseOptions):
         parser.add_argument("--use_ema", action="store_true",
                             help="load <which_epoch>_net_G_ema.pth (the EMA generator of --ema_decay) "
                                  "instead of _net_G.pth")
+        parser.add_argument("--n_samples", type=int, default=1,
+                            help="images per label map with different noise (multimodal synthesis, e.g. --model "
+                                 "oasis): images/synthesized_image/<stem>_<k>.png, seeded by --seed")
+        parser.add_argument("--resample_class", type=int, default=None,
+                            help="with --n_samples: sample 0 as usual, the others re-draw the noise only inside "
+                                 "the pixels of this label value (as in the label files; --model oasis)")
         parser.add_argument("--evaluate", action="store_true",
                             help="compute the metrics (FID, ..., segmentation scores) after generation")
         parser.add_argument("--save_attention", action="store_true",
@@ -81,6 +87,12 @@ class TestOptions(BaseOptions):
     @staticmethod
     def validate_options(opt):
         BaseOptions.validate_options(opt)
-        require_positive(opt, "how_many")
+        require_positive(opt, "how_many", "n_samples")
+        if opt.resample_class is not None and opt.n_samples < 2:
+            raise OptionError("--resample_class", opt.resample_class, "needs --n_samples 2 or more (sample 0 is "
+                                                                      "the image the others re-sample a class of)")
+        if opt.n_samples > 1 and (opt.evaluate or opt.save_attention):
+            raise OptionError("--n_samples", opt.n_samples, "writes several images per label map; --evaluate and "
+                                                           "--save_attention take one: run them separately")
         if opt.seg_size is not None and not re.fullmatch(r"[1-9]\d*[xX][1-9]\d*", opt.seg_size):
             raise OptionError("--seg_size", opt.seg_size, "must be WxH in pixels, e.g. 512x256")

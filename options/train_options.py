@@ -24,6 +24,9 @@ class TrainOptions(BaseOptions):
                             help="iterations between full-state 'latest' checkpoints")
         parser.add_argument("--save_epoch_freq", type=int, default=10,
                             help="epochs between <epoch>_net_*.pth weight files")
+        parser.add_argument("--save_iter_freq", type=int, default=0,
+                            help="iterations between weight files labelled by the iteration, <iter>_net_*.pth "
+                                 "(0 = none)")
         parser.add_argument("--no_html", action="store_true", help="do not write the training HTML page")
         parser.add_argument("--overwrite", action="store_true",
                             help="start a new run even if checkpoints/<name> already holds one (it is replaced)")
@@ -57,11 +60,18 @@ class TrainOptions(BaseOptions):
                                  "re-estimated before it is used")
         return parser
 
+    def apply_phase_rules(self, opt, given):
+        # Whether FID during training was asked for on the command line (--eval_freq, or OASIS's
+        # --freq_fid) or is a default (a model's or preset's): a default is skipped with a warning
+        # when the Inception weights are missing, an explicit request is an error (util/train_eval.py).
+        opt.eval_freq_given = bool({"eval_freq", "freq_fid"} & set(given))
+
     @staticmethod
     def validate_options(opt):
         BaseOptions.validate_options(opt)
         require_positive(opt, "display_freq", "print_freq", "save_latest_freq", "save_epoch_freq")
-        require_non_negative(opt, "niter", "niter_decay", "eval_freq", "eval_batches", "bn_recalib_batches")
+        require_non_negative(opt, "niter", "niter_decay", "eval_freq", "eval_batches", "bn_recalib_batches",
+                             "save_iter_freq")
         if opt.niter + opt.niter_decay < 1:
             raise OptionError("--niter", opt.niter, f"--niter + --niter_decay ({opt.niter_decay}) must be at "
                                                     "least one epoch")

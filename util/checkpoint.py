@@ -17,6 +17,7 @@ import glob
 import logging
 import os
 import random
+import re
 import shutil
 
 import numpy as np
@@ -43,9 +44,38 @@ def state_path(opt, epoch='latest'):
     return os.path.join(run_dir(opt), f'{epoch}_state.pth')
 
 
+def weight_file(opt, epoch, net_name):
+    """The weight file of network ``net_name`` (``G``, ``D_A``, ``G_ema`` for an EMA copy ...) at
+    ``epoch``, relative to the run folder, as ``opt.model``'s official code names it
+    (``BaseModel.weight_file``: ``<epoch>_net_<net_name>.pth``; OASIS: ``models/<epoch>_G.pth``).
+    ``'*'`` for ``epoch`` / ``net_name`` gives a glob pattern."""
+    import models
+
+    return models.find_model_using_name(opt.model).weight_file(epoch, net_name)
+
+
 def weight_path(opt, epoch, net_name):
-    """``checkpoints/<name>/<epoch>_net_<net_name>.pth`` (the official file name)."""
-    return os.path.join(run_dir(opt), f'{epoch}_net_{net_name}.pth')
+    """``checkpoints/<name>/`` + :func:`weight_file` (the official file name)."""
+    return os.path.join(run_dir(opt), weight_file(opt, epoch, net_name))
+
+
+def weight_files_of(opt, epoch):
+    """The weight files of ``epoch`` in the run folder, EMA copies excluded (sorted paths)."""
+    pattern = os.path.join(glob.escape(run_dir(opt)), weight_file(opt, glob.escape(str(epoch)), '*'))
+    ema = {os.path.basename(weight_file(opt, epoch, 'G_ema'))}
+    return sorted(p for p in glob.glob(pattern)
+                  if not p.endswith('_ema.pth') and os.path.basename(p) not in ema)
+
+
+def weight_epochs(opt):
+    """The epoch labels of the weight files in the run folder (sorted)."""
+    template = re.escape(weight_file(opt, 'EPOCH', 'NAME')).replace('EPOCH', '(.+?)', 1).replace('NAME', '.+', 1)
+    labels = set()
+    for path in glob.glob(os.path.join(glob.escape(run_dir(opt)), weight_file(opt, '*', '*'))):
+        match = re.fullmatch(template, os.path.relpath(path, run_dir(opt)).replace(os.sep, '/'))
+        if match:
+            labels.add(match.group(1))
+    return sorted(labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,7 +179,7 @@ def load_network_weights(model, opt, which_epoch, names, required):
         if name in required:
             raise MissingFileError(
                 f'no weights for net{name}: neither {path} nor {spath} exists. Put the official '
-                f'{which_epoch}_net_{name}.pth into {run_dir(opt)}/ or check --name/--checkpoints_dir/'
+                f'{weight_file(opt, which_epoch, name)} into {run_dir(opt)}/ or check --name/--checkpoints_dir/'
                 f'--which_epoch.')
         loaded[name] = None
     return loaded
@@ -280,10 +310,11 @@ def load_training_state(trainer, path):
 def run_files(opt):
     """Files in checkpoints/<name>/ that belong to a training run (not opt.txt/opt.json alone)."""
     d = run_dir(opt)
-    patterns = ['*_state.pth', '*_net_*.pth', 'best.json', 'loss_log.txt', 'loss_log.jsonl']
+    patterns = ['*_state.pth', weight_file(opt, '*', '*'), 'best.json', 'loss_log.txt', 'loss_log.jsonl']
     found = []
     for p in patterns:
         found.extend(glob.glob(os.path.join(glob.escape(d), p)))
+    found = list(dict.fromkeys(found))
     if os.path.isdir(os.path.join(d, 'web')):
         found.append(os.path.join(d, 'web'))
     return sorted(found)
@@ -305,8 +336,7 @@ def describe_resume_source(opt):
     spath = state_path(opt, opt.which_epoch)
     if os.path.isfile(spath):
         return 'state', spath
-    pattern = os.path.join(glob.escape(run_dir(opt)), f'{glob.escape(str(opt.which_epoch))}_net_*.pth')
-    weights = sorted(p for p in glob.glob(pattern) if not p.endswith('_ema.pth'))
+    weights = weight_files_of(opt, opt.which_epoch)
     if weights:
         return 'weights', weights[0]
     return None, None

@@ -2,7 +2,8 @@
 
 After every generator step ``ema = decay * ema + (1 - decay) * G`` for every parameter; buffers
 (BatchNorm running statistics, spectral-norm u/v vectors) are copied from G, because an average of
-running statistics does not describe the activations of the averaged weights. Before the EMA
+running statistics does not describe the activations of the averaged weights (``average_buffers``:
+floating buffers are averaged too, as the official OASIS code averages the whole state dict). Before the EMA
 generator is used in eval mode (evaluation, the ``*_net_G_ema.pth`` files) its BatchNorm statistics
 are therefore re-estimated: :func:`recalibrate_batchnorm` runs it in train mode over batches of
 training labels with ``momentum=None`` (cumulative averages: every batch counts equally).
@@ -27,10 +28,11 @@ class GeneratorEMA:
     checkpoint ({'net': state dict, 'decay', 'num_updates'}).
     """
 
-    def __init__(self, netG, decay):
+    def __init__(self, netG, decay, average_buffers=False):
         if not 0.0 < decay < 1.0:
             raise ValueError(f'--ema_decay must be in (0, 1) (0 turns the EMA off), got {decay}')
         self.decay = float(decay)
+        self.average_buffers = bool(average_buffers)
         self.net = copy.deepcopy(unwrap(netG))
         self.net.eval()
         for p in self.net.parameters():
@@ -46,7 +48,10 @@ class GeneratorEMA:
             own_params[name].lerp_(p.detach().to(own_params[name].dtype), 1.0 - self.decay)
         own_buffers = dict(self.net.named_buffers())
         for name, b in src.named_buffers():
-            own_buffers[name].copy_(b)
+            if self.average_buffers and b.is_floating_point():
+                own_buffers[name].lerp_(b.to(own_buffers[name].dtype), 1.0 - self.decay)
+            else:
+                own_buffers[name].copy_(b)
         self.num_updates += 1
 
     def state_dict(self):

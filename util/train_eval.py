@@ -86,8 +86,17 @@ class TrainEval:
         try:
             resolve_weights(INCEPTION_WEIGHTS_FILE, opt.inception_weights, "FID Inception", "--inception_weights")
         except FileNotFoundError as e:
-            if opt.inception_weights or opt.dataset_mode != 'synthetic':
+            if TrainEval.fid_required(opt):
                 raise MissingFileError(f'--eval_freq needs the FID Inception weights: {e}') from e
+
+    @staticmethod
+    def fid_required(opt):
+        """Whether a missing Inception file stops the run: an explicit --inception_weights, or FID asked
+        for on the command line on a dataset other than the synthetic one. Otherwise (the synthetic
+        data, or an evaluation frequency that is a model's default, e.g. OASIS's --freq_fid 5000) FID is
+        skipped with a warning."""
+        return bool(opt.inception_weights) or (opt.dataset_mode != 'synthetic'
+                                               and getattr(opt, 'eval_freq_given', True))
 
     def __init__(self, opt, model, train_dataset, visualizer, metric_fn=None):
         self.opt = opt
@@ -98,8 +107,7 @@ class TrainEval:
         self.eval_batches = opt.eval_batches
         self.recalib_batches = opt.bn_recalib_batches
         self.decay = opt.ema_decay
-        self.emas = {name: GeneratorEMA(getattr(model, 'net' + name), self.decay)
-                     for name in model.ema_network_names} if self.decay > 0 else {}
+        self.emas = {name: self._new_ema(name) for name in model.ema_network_names} if self.decay > 0 else {}
         self.metric_fn = metric_fn
         self.best = None
         self._eval_nets = {}  # name -> (num_updates, re-estimated EMA copy)
@@ -109,6 +117,9 @@ class TrainEval:
         if self.eval_freq > 0 and is_main_process() and metric_fn is None:
             with preserved_rng():  # building the Inception draws random initial weights
                 self._setup_evaluation()
+
+    def _new_ema(self, name):
+        return GeneratorEMA(getattr(self.model, 'net' + name), self.decay, self.model.ema_average_buffers)
 
     # -- set-up ----------------------------------------------------------------------------
     def _setup_evaluation(self):
@@ -120,11 +131,13 @@ class TrainEval:
         try:
             self.inception = load_fid_inception(explicit, dims=opt.fid_dims, device=opt.device)
         except FileNotFoundError as e:
-            if explicit or opt.dataset_mode != 'synthetic':
+            if self.fid_required(opt):
                 raise MissingFileError(f'--eval_freq needs the FID Inception weights: {e}') from e
+            still = ('the layout score is still computed' if opt.dataset_mode == 'synthetic'
+                     else 'no best checkpoint is kept')
             self.visualizer.log_message(
-                f'--eval_freq: FID is skipped ({INCEPTION_WEIGHTS_FILE} not found in the torch hub '
-                f'cache; put it there or pass --inception_weights); the layout score is still computed.')
+                f'--eval_freq {opt.eval_freq}: FID is skipped ({INCEPTION_WEIGHTS_FILE} not found in the torch '
+                f'hub cache; put it there or pass --inception_weights); {still}.')
         self.val_loader = data.create_dataloader(val_options(opt))
         if self.inception is not None and len(self.val_loader.dataset) < 2:
             raise ValueError(f'--eval_freq: FID needs at least 2 val images, the {opt.dataset_mode} '
@@ -188,6 +201,18 @@ class TrainEval:
             paths.append(path)
         return paths
 
+    def load_weights(self, label):
+        """Start every EMA from its weight file of ``label`` where one exists (fine-tuning from weight
+        files, e.g. an official OASIS run's ``models/latest_EMA.pth``); returns the paths loaded."""
+        paths = []
+        for name, ema in self.emas.items():
+            path = ckpt.weight_path(self.opt, label, name + '_ema')
+            if os.path.isfile(path):
+                ckpt.load_state_dict_checked(ema.net, ckpt.safe_torch_load(path), path)
+                paths.append(path)
+        self._eval_nets = {}
+        return paths
+
     # -- evaluation ------------------------------------------------------------------------
     def _scores(self):
         from util.layout_score import LayoutScorer
@@ -230,6 +255,8 @@ class TrainEval:
     def maybe_evaluate(self, epoch, total_iters):
         if self.eval_freq <= 0 or total_iters % self.eval_freq or not is_main_process():
             return None
+        if self.metric_fn is None and self.inception is None and self.opt.dataset_mode != 'synthetic':
+            return None  # FID skipped (no Inception weights) and no layout score on this dataset
         return self.evaluate(epoch, total_iters)
 
     def evaluate(self, epoch, total_iters):
@@ -265,6 +292,7 @@ class TrainEval:
             ckpt.atomic_torch_save(ckpt.cpu_state_dict(unwrap(getattr(self.model, 'net' + name))), path)
             files.append(os.path.basename(path))
         files += [os.path.basename(p) for p in self.save_weights(BEST_LABEL)]
+        self.model.weights_saved(opt, BEST_LABEL, total_iters)
         write_text_atomic(os.path.join(ckpt.run_dir(opt), 'best.json'), json.dumps(
             {**self.best, 'scores': {k: float(v) for k, v in scores.items()}, 'files': files},
             indent=2, sort_keys=True) + '\n')
@@ -285,7 +313,7 @@ class TrainEval:
             if name not in saved:
                 # A run started without --ema_decay: the average starts from the loaded network.
                 logger.warning('%s holds no EMA of net%s; the EMA starts from the loaded net%s', source, name, name)
-                self.emas[name] = GeneratorEMA(getattr(self.model, 'net' + name), self.decay)
+                self.emas[name] = self._new_ema(name)
             else:
                 ema.load_state_dict(saved[name], f'{source} [EMA of net{name}]')
         self.best = dict(state['best']) if state.get('best') else None

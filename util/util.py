@@ -177,10 +177,12 @@ def tensor2label(label, n_label, dataset_mode=None, dontcare_index=None):
     return palette[label]
 
 
-def tensor2im(image):
+def tensor2im(image, rounding="round"):
     """Image tensor [3,H,W] (or [1,3,H,W], or 1 channel) in [-1,1] -> uint8 array [H,W,3].
 
-    Values outside [-1,1] are clipped; a single channel is repeated to grey RGB.
+    Values outside [-1,1] are clipped; a single channel is repeated to grey RGB. ``rounding``:
+    "round" (nearest of (x+1)*127.5) or "truncate", the official OASIS / CycleGAN-style
+    ``uint8((x + 1) / 2 * 255)`` (float32, truncated towards zero).
     """
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(image)
@@ -195,7 +197,12 @@ def tensor2im(image):
         raise ValueError(f"tensor2im expects [3,H,W] or [1,H,W], got shape {tuple(image.shape)}")
     if image.size(0) == 1:
         image = image.expand(3, -1, -1)
-    array = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if rounding == "truncate":
+        array = ((image.clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8)
+    elif rounding == "round":
+        array = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    else:
+        raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}")
     return array.permute(1, 2, 0).contiguous().numpy()
 
 
@@ -270,12 +277,13 @@ def label_colouring(opt):
             "dontcare_index": opt.label_nc if opt.contain_dontcare_label else None}
 
 
-def visual_arrays(name, item, opt):
+def visual_arrays(name, item, opt, rounding="round"):
     """One sample of one visual -> {picture name: uint8 array [H,W,3] (or [H,W])}, by the tensor's kind.
 
     int [1,H,W]: a label map, colourised (``opt`` gives the label count); float [3,H,W] in [-1,1]:
-    an image; float [1,H,W] in [0,1]: a map, as grey [H,W] (``name``) and as a heat map
-    (``name + '_heatmap'``); float [C]: a vector of weights in [0,1], as a bar chart.
+    an image (quantised by ``rounding``, see :func:`tensor2im`); float [1,H,W] in [0,1]: a map, as grey
+    [H,W] (``name``) and as a heat map (``name + '_heatmap'``); float [C]: a vector of weights in
+    [0,1], as a bar chart.
     """
     item = item.detach().cpu()
     if item.dim() == 1:
@@ -287,4 +295,4 @@ def visual_arrays(name, item, opt):
     if item.size(0) == 1:
         grey = (item.float().clamp(0, 1)[0] * 255).round().to(torch.uint8).numpy()
         return {name: grey, name + "_heatmap": attention_heatmap(item)}
-    return {name: tensor2im(item)}
+    return {name: tensor2im(item, rounding)}

@@ -23,16 +23,33 @@ SPADE_HIDDEN = 128
 PARAM_FREE_NORMS = ("instance", "syncbatch", "batch")
 
 
+class SingleDeviceSyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d as the official codes' synchronised BatchNorm (``sync_batchnorm``'s
+    SynchronizedBatchNorm2d, used by SPADE, DAGAN and OASIS) computes on one device: ``F.batch_norm``
+    with the momentum, which leaves ``num_batches_tracked`` as it was (0 in the released checkpoints),
+    so a training step changes the same state-dict entries as the official one. With ``momentum=None``
+    (the cumulative average of BatchNorm re-estimation, util/ema.py) it is torch's BatchNorm2d."""
+
+    def forward(self, x):
+        if self.momentum is None:
+            return super().forward(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, self.momentum, self.eps)
+
+
 def param_free_norm(kind, num_features):
     """A normalisation without learned affine parameters.
 
-    ``syncbatch`` builds a plain BatchNorm2d: torch's SyncBatchNorm raises on CPU tensors, so the
-    cross-device version is swapped in by :func:`convert_sync_batchnorm` only under multi-GPU DDP.
-    The state-dict keys (running_mean, running_var, num_batches_tracked) are the same either way.
+    ``syncbatch`` builds a :class:`SingleDeviceSyncBatchNorm2d`: torch's SyncBatchNorm raises on CPU
+    tensors, so the cross-device version is swapped in by :func:`convert_sync_batchnorm` only under
+    multi-GPU DDP. The state-dict keys (running_mean, running_var, num_batches_tracked) are the same
+    either way. ``batch`` is torch's BatchNorm2d (the official codes' ``nn.BatchNorm2d``).
     """
     if kind == "instance":
         return nn.InstanceNorm2d(num_features, affine=False)
-    if kind in ("syncbatch", "batch"):
+    if kind == "syncbatch":
+        return SingleDeviceSyncBatchNorm2d(num_features, affine=False)
+    if kind == "batch":
         return nn.BatchNorm2d(num_features, affine=False)
     raise ValueError(f"unknown parameter-free norm {kind!r}; known: {', '.join(PARAM_FREE_NORMS)}")
 
@@ -56,7 +73,7 @@ def parse_spade_config(config_text):
 class SPADE(nn.Module):
     """Spatially-adaptive normalisation.
 
-    ``SPADE(config_text, norm_nc, label_nc, onehot_nc=0)``;
+    ``SPADE(config_text, norm_nc, label_nc, onehot_nc=0, onehot_start=0, norm_name="param_free_norm")``;
     ``forward(x [B,norm_nc,H,W], segmap, class_ids=None) -> [B,norm_nc,H,W]``: x is normalised without
     learned parameters, then modulated as ``norm(x) * (1 + gamma) + beta`` where gamma and beta are
     predicted from the segmap resized (nearest) to (H, W) by ``mlp_shared`` (3x3 conv label_nc -> 128,
@@ -65,8 +82,11 @@ class SPADE(nn.Module):
     ``segmap``: a tensor [B,label_nc,h,w], or a :class:`~models.networks.ops.segmap.SegmapPyramid`
     shared by the SPADE layers of one generator forward (it then carries the class ids:
     ``SegmapPyramid(segmap, class_ids)``). ``class_ids``: int64 [B,h,w] or None, the labels whose
-    one-hot encoding is the segmap's first ``onehot_nc`` channels (the channels after them, e.g. an
-    instance edge map, are dense); None recovers them from the map when it is exactly one-hot.
+    one-hot encoding is the segmap's ``onehot_nc`` channels from channel ``onehot_start`` on (the other
+    channels, e.g. an instance edge map after them or OASIS's noise before them, are dense); None
+    recovers them from the map when it is exactly one-hot. ``norm_name``: the attribute (state-dict
+    key) of the parameter-free norm: SPADE's ``param_free_norm``, OASIS's ``first_norm``. ``hidden``:
+    the channels of ``mlp_shared`` (128 in every official network).
 
     Computation (the state-dict layout is the official one): with class ids at hand (``onehot_nc`` > 0)
     ``mlp_shared`` runs as a table look-up (:func:`~models.networks.ops.onehot_conv.onehot_conv2d`),
@@ -75,38 +95,42 @@ class SPADE(nn.Module):
     (:class:`~models.networks.ops.reference.ReferenceSPADE`) up to float rounding.
     """
 
-    def __init__(self, config_text, norm_nc, label_nc, onehot_nc=0):
+    def __init__(self, config_text, norm_nc, label_nc, onehot_nc=0, onehot_start=0, norm_name="param_free_norm",
+                 hidden=SPADE_HIDDEN):
         super().__init__()
         kind, kernel = parse_spade_config(config_text)
-        if not 0 <= onehot_nc <= label_nc:
-            raise ValueError(f"SPADE: onehot_nc must be in [0, label_nc={label_nc}], got {onehot_nc}")
+        if not (0 <= onehot_nc and 0 <= onehot_start and onehot_start + onehot_nc <= label_nc):
+            raise ValueError(f"SPADE: the one-hot channels {onehot_start}..{onehot_start + onehot_nc - 1} must lie "
+                             f"within the label_nc={label_nc} input channels")
         pad = kernel // 2
         self.onehot_nc = int(onehot_nc)
-        self.param_free_norm = param_free_norm(kind, norm_nc)
-        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, SPADE_HIDDEN, kernel, padding=pad), nn.ReLU())
-        self.mlp_gamma = nn.Conv2d(SPADE_HIDDEN, norm_nc, kernel, padding=pad)
-        self.mlp_beta = nn.Conv2d(SPADE_HIDDEN, norm_nc, kernel, padding=pad)
+        self.onehot_start = int(onehot_start)
+        self.norm_name = norm_name
+        setattr(self, norm_name, param_free_norm(kind, norm_nc))
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, hidden, kernel, padding=pad), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(hidden, norm_nc, kernel, padding=pad)
+        self.mlp_beta = nn.Conv2d(hidden, norm_nc, kernel, padding=pad)
         self._fused_cache = None
         self._table_cache = None
 
     def forward(self, x, segmap, class_ids=None):
-        normalized = self.param_free_norm(x)
+        normalized = getattr(self, self.norm_name)(x)
         pyramid = as_pyramid(segmap, class_ids)
         size = x.shape[2:]
-        n = self.onehot_nc
-        labels = pyramid.labels_at(size, n)
+        n, start = self.onehot_nc, self.onehot_start
+        labels = pyramid.labels_at(size, n, start)
         if labels is not None:
-            extra = pyramid.at(size)[:, n:] if pyramid.segmap.size(1) > n else None
+            extra = pyramid.dense_at(size, n, start)
             # Straight into the layout of the rest of the network and, under autocast, the dtype
             # the next convolution would cast it to; ReLU in place on that fresh tensor.
             conv = self.mlp_shared[0]
-            index = pyramid.index_at(size, *conv.kernel_size, n)
+            index = pyramid.index_at(size, *conv.kernel_size, n, start)
             fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
                    else torch.contiguous_format)
             dtype = (torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type)
                      else None)
             actv = F.relu(onehot_conv2d(labels, extra, conv, self._onehot_table(n),
-                                        index, memory_format=fmt, dtype=dtype), inplace=True)
+                                        index, memory_format=fmt, dtype=dtype, start=start), inplace=True)
         else:
             actv = self.mlp_shared(pyramid.at(size))
         weight, bias = self._gamma_beta_weights()
@@ -118,12 +142,12 @@ class SPADE(nn.Module):
         conv = self.mlp_shared[0]
         if self.training or torch.is_grad_enabled():
             self._table_cache = None
-            return onehot_table(conv, n)
+            return onehot_table(conv, n, self.onehot_start)
         # Inference: built once; the key notices in-place updates (optimizer steps, loading).
-        key = (n,) + tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in (conv.weight, conv.bias)
+        key = (n, self.onehot_start) + tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in (conv.weight, conv.bias)
                           if p is not None)
         if self._table_cache is None or self._table_cache[0] != key:
-            self._table_cache = (key, onehot_table(conv, n))
+            self._table_cache = (key, onehot_table(conv, n, self.onehot_start))
         return self._table_cache[1]
 
     def _gamma_beta_weights(self):

@@ -6,9 +6,11 @@ neighbouring labels: no multiplication is needed, and the zeros of the map are n
 * fast: :func:`onehot_conv2d` (with :func:`onehot_table`, :func:`onehot_index`);
 * reference: :func:`reference_onehot_conv2d`, the dense convolution of the one-hot map.
 
-Shapes: ``labels [B,H,W]`` int64 in [0, n) stand for the first n input channels of ``conv`` (one-hot);
-``extra [B,E,H,W]`` or None are its remaining E input channels (e.g. an instance edge map), dense;
-``conv`` is an ``nn.Conv2d(n + E, O, k, padding=k // 2)`` (odd k, stride 1). Output ``[B,O,H,W]``.
+Shapes: ``labels [B,H,W]`` int64 in [0, n) stand for n input channels of ``conv`` (one-hot), the
+channels ``start .. start + n - 1`` (``start`` 0: the first n); ``extra [B,E,H,W]`` or None are its
+remaining E input channels, dense, in their order (those before ``start``, e.g. OASIS's noise, then
+those after the one-hot block, e.g. an instance edge map); ``conv`` is an ``nn.Conv2d(n + E, O, k,
+padding=k // 2)`` (odd k, stride 1). Output ``[B,O,H,W]``.
 """
 
 import torch
@@ -17,14 +19,14 @@ import torch.nn.functional as F
 __all__ = ["onehot_conv2d", "onehot_index", "onehot_table", "reference_onehot_conv2d"]
 
 
-def onehot_table(conv, n):
-    """The look-up table of :func:`onehot_conv2d` for the first ``n`` input channels of ``conv``:
-    [kh*kw*(n+1), out] with ``table[(i*kw + j)*(n+1) + c] = weight[:, c, i, j]``, row n of each tap
+def onehot_table(conv, n, start=0):
+    """The look-up table of :func:`onehot_conv2d` for the input channels ``start .. start + n - 1`` of
+    ``conv``: [kh*kw*(n+1), out] with ``table[(i*kw + j)*(n+1) + c] = weight[:, start + c, i, j]``, row n of each tap
     all zero (the padding), and the bias added to the rows of tap 0 (every output pixel sums exactly
     one row per tap, so the bias is counted once)."""
     weight, bias = conv.weight, conv.bias
     out_c, _, kh, kw = weight.shape
-    taps = weight[:, :n].permute(2, 3, 1, 0).reshape(kh * kw, n, out_c)
+    taps = weight[:, start:start + n].permute(2, 3, 1, 0).reshape(kh * kw, n, out_c)
     table = torch.cat([taps, taps.new_zeros(kh * kw, 1, out_c)], dim=1)
     if bias is not None:
         table = torch.cat([table[:1] + bias, table[1:]], dim=0)
@@ -41,7 +43,8 @@ def onehot_index(labels, kh, kw, n):
     return windows.reshape(batch * height * width, kh * kw) + offsets
 
 
-def onehot_conv2d(labels, extra, conv, table=None, index=None, memory_format=torch.channels_last, dtype=None):
+def onehot_conv2d(labels, extra, conv, table=None, index=None, memory_format=torch.channels_last, dtype=None,
+                  start=0):
     """Fast: ``conv`` applied to a segmap given as class indices: the same sums, without the zeros.
 
     ``labels [B,H,W]``, ``extra [B,E,H,W]`` or None, ``conv``: see the module doc. Zero padding is an
@@ -51,13 +54,14 @@ def onehot_conv2d(labels, extra, conv, table=None, index=None, memory_format=tor
     Returns [B,O,H,W] in ``memory_format``: channels-last is a view of the look-up's [B*H*W, O]
     output; contiguous (NCHW) is one 2-D transpose per image (a blocked copy, several times faster
     than a 4-D permute-and-copy, and so is its backward). ``dtype``: the result is cast to it after
-    the layout change (SPADE passes the autocast dtype the next convolution would cast it to)."""
+    the layout change (SPADE passes the autocast dtype the next convolution would cast it to).
+    ``start``: the first one-hot input channel (see the module doc)."""
     weight = conv.weight
     out_c, _, kh, kw = weight.shape
     batch, height, width = labels.shape
     n = weight.size(1) - (0 if extra is None else extra.size(1))
     if table is None:
-        table = onehot_table(conv, n)
+        table = onehot_table(conv, n, start)
     if index is None:
         index = onehot_index(labels, kh, kw, n)
     out = F.embedding_bag(index, table, mode="sum")  # [B*H*W, O]
@@ -68,15 +72,20 @@ def onehot_conv2d(labels, extra, conv, table=None, index=None, memory_format=tor
     else:
         raise ValueError(f"onehot_conv2d: memory_format must be channels_last or contiguous_format, got {memory_format}")
     if extra is not None:
-        out = out + F.conv2d(extra, weight[:, n:], None, padding=(kh // 2, kw // 2))
+        dense = weight[:, n:] if start == 0 else torch.cat([weight[:, :start], weight[:, start + n:]], dim=1)
+        out = out + F.conv2d(extra, dense, None, padding=(kh // 2, kw // 2))
     return out if dtype is None else out.to(dtype)
 
 
-def reference_onehot_conv2d(labels, extra, conv):
-    """Reference: ``conv(cat(one_hot(labels), extra))``, the dense convolution of the one-hot map."""
+def reference_onehot_conv2d(labels, extra, conv, start=0):
+    """Reference: ``conv`` of the dense map (``extra``'s first ``start`` channels, the one-hot map of
+    ``labels``, the rest of ``extra``)."""
     n = conv.weight.size(1) - (0 if extra is None else extra.size(1))
     onehot = F.one_hot(labels, n).permute(0, 3, 1, 2).to(conv.weight.dtype)
-    return conv(onehot if extra is None else torch.cat([onehot, extra.to(onehot.dtype)], dim=1))
+    if extra is None:
+        return conv(onehot)
+    extra = extra.to(onehot.dtype)
+    return conv(torch.cat([extra[:, :start], onehot, extra[:, start:]], dim=1))
 
 
 class _PixelRowsToNCHW(torch.autograd.Function):

@@ -51,7 +51,7 @@ class ReferenceSPADE(nn.Module):
     def forward(self, x, segmap, class_ids=None):
         if isinstance(segmap, SegmapPyramid):
             segmap = segmap.segmap
-        normalized = self.param_free_norm(x)
+        normalized = getattr(self, self.norm_name)(x)
         segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
         actv = self.mlp_shared(segmap)
         gamma = self.mlp_gamma(actv)
