@@ -238,7 +238,11 @@ def expected_mask(bits):
                         dtype=torch.float32)[:, None]
 
 
-def test_labelmix_mask_follows_one_seeded_bit_per_present_class():
+def test_labelmix_mask_follows_the_official_in_place_procedure():
+    """One bit per present class (ascending), written into the label map in place as the official code
+    does: when class 0 draws 1 and class 1 is present, class 0's pixels (now 1) then get class 1's bit
+    (the official quirk, kept on purpose: see models/oasis_model.labelmix). Classes >= 2 are never hit
+    again (bits are 0 or 1)."""
     gen = torch.Generator().manual_seed(7)
     fake = torch.randn(2, 3, 4, 4, generator=gen)
     real = torch.randn(2, 3, 4, 4, generator=gen)
@@ -248,7 +252,10 @@ def test_labelmix_mask_follows_one_seeded_bit_per_present_class():
     assert set(mask.unique().tolist()) == {0.0, 1.0}
     for c in LM_PRESENT:  # one value per class over the whole batch
         assert len(mask[:, 0][LM_LABELS == c].unique()) == 1
-    assert torch.equal(mask, expected_mask(replay_bits(seed, LM_PRESENT)))
+    bits = replay_bits(seed, LM_PRESENT)
+    assert bits[0] == 1 and bits[1] == 0
+    official = dict(bits, **{0: bits[1]})  # class 0's pixels, set to 1, are overwritten by class 1's bit
+    assert torch.equal(mask, expected_mask(official))
     assert torch.equal(mixed, torch.where(mask.bool(), real, fake))
 
 
