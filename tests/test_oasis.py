@@ -254,7 +254,7 @@ def test_labelmix_mask_follows_the_official_in_place_procedure():
         assert len(mask[:, 0][LM_LABELS == c].unique()) == 1
     bits = replay_bits(seed, LM_PRESENT)
     assert bits[0] == 1 and bits[1] == 0
-    official = dict(bits, **{0: bits[1]})  # class 0's pixels, set to 1, are overwritten by class 1's bit
+    official = {**bits, 0: bits[1]}  # class 0's pixels, set to 1, are overwritten by class 1's bit
     assert torch.equal(mask, expected_mask(official))
     assert torch.equal(mixed, torch.where(mask.bool(), real, fake))
 
