@@ -68,6 +68,6 @@ class CustomDataset(Pix2pixDataset):
         instance_paths = []
         if instance_dir and not opt.no_instance:
             instance_paths = list_files(instance_dir, "instance-id maps paired by file name with the label maps")
-        elif instance_dir:
+        elif instance_dir and getattr(opt, "model_uses_instances", True):
             logger.warning("--no_instance is set: the instance maps in %s are ignored", instance_dir)
         return label_paths, image_paths, instance_paths

@@ -144,7 +144,9 @@ class BaseModel(nn.Module):
         raise NotImplementedError
 
     def get_current_visuals(self):
-        return {}
+        """The visuals of the last training step: a copy of ``self._visuals``, which
+        :meth:`compute_losses` sets (empty before the first step)."""
+        return dict(getattr(self, '_visuals', {}))
 
     def network_inputs(self, name, data):
         """Positional arguments of network ``name``'s forward for ``data`` (BatchNorm re-estimation

@@ -198,9 +198,6 @@ class OasisModel(BaseModel):
             return losses
         raise ValueError(f"unknown phase {phase!r}; known: generator, discriminator")
 
-    def get_current_visuals(self):
-        return dict(self._visuals)
-
     def network_inputs(self, name, data):
         if name != "G":
             raise ValueError(f"no inputs defined for net{name}")

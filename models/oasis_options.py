@@ -94,6 +94,7 @@ def validate_options(opt):
         raise OptionError("--dataset_mode", opt.dataset_mode,
                           f"--model {opt.model} needs a dataset of label maps (a semantic dataset)")
     opt.no_instance = True  # OASIS conditions on the label map alone
+    opt.model_uses_instances = False  # (the datasets say nothing about instance maps they skip)
     opt.semantic_nc = label_channels(opt)
     opt.oasis_unknown_label = data.find_dataset_using_name(opt.dataset_mode).unknown_label(opt)
     oasis_networks.validate_options(opt)

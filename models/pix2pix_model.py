@@ -165,9 +165,6 @@ class Pix2PixModel(BaseModel):
             return self.compute_discriminator_loss(input_semantics, real_image, class_ids)
         raise ValueError(f"unknown phase {phase!r}; known: generator, discriminator")
 
-    def get_current_visuals(self):
-        return dict(self._visuals)
-
     def network_inputs(self, name, data):
         if name != "G":
             raise ValueError(f"no inputs defined for net{name}")
