@@ -172,6 +172,12 @@ class Pix2PixModel(BaseModel):
         return (semantics, None, class_ids)
 
     @property
+    def image_rounding(self):
+        """How test.py quantises PNGs: the generator's own official way (``image_rounding`` of its class,
+        e.g. the condconv generator's ``truncate``), else ``round``."""
+        return getattr(unwrap(self.netG), "image_rounding", BaseModel.image_rounding)
+
+    @property
     def extra_visual_names(self):
         """Names :meth:`inference` adds with ``extras=True`` (the DAGAN generator's attention)."""
         net = unwrap(self.netG)
@@ -237,14 +243,16 @@ class Pix2PixModel(BaseModel):
         pred_fake, pred_real = self.discriminate(input_semantics, fake_image, real_image)
         G_losses["GAN"] = self.criterionGAN(pred_fake, True, for_discriminator=False)
         if not self.opt.no_ganFeat_loss:
-            num_D = len(pred_fake)
+            # The last output of each list is a score map (GAN loss); match every layer before it.
+            pairs = [(fake_f, real_f) for fake_feats, real_feats in zip(pred_fake, pred_real)
+                     for fake_f, real_f in zip(fake_feats[:-1], real_feats[:-1])]
+            mean_over = getattr(unwrap(self.netD), "feature_matching_mean", "scales")
+            num_D = len(pairs) if mean_over == "features" else len(pred_fake)
             feat_loss = fake_image.new_zeros(())
-            for fake_feats, real_feats in zip(pred_fake, pred_real):
-                # The last output is the score map (GAN loss); match every layer before it.
-                for fake_f, real_f in zip(fake_feats[:-1], real_feats[:-1]):
-                    # fp32 loss also when D's features are bf16/fp16 under --amp.
-                    feat_loss = feat_loss + self.criterionFeat(
-                        fake_f.float(), real_f.detach().float()) * self.opt.lambda_feat / num_D
+            for fake_f, real_f in pairs:
+                # fp32 loss also when D's features are bf16/fp16 under --amp.
+                feat_loss = feat_loss + self.criterionFeat(
+                    fake_f.float(), real_f.detach().float()) * self.opt.lambda_feat / num_D
             G_losses["GAN_Feat"] = feat_loss
         if not self.opt.no_vgg_loss:
             G_losses["VGG"] = self.criterionVGG(fake_image, real_image) * self.opt.lambda_vgg

@@ -249,7 +249,7 @@ def test_spade_eval_cache_follows_weight_updates():
 
 # ---------------------------------------------------------------------------------------- swap helper
 def test_to_reference_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="spade, upsampled_conv, label_image_conv, spectral_norm"):
+    with pytest.raises(ValueError, match="spade, upsampled_conv, label_image_conv, pixel_conv, spectral_norm"):
         to_reference(SPADE("spadeinstance3x3", 4, 3), kinds=("cuda",))
 
 

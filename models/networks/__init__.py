@@ -27,6 +27,7 @@ import logging
 from util.errors import OptionError, require_positive
 
 from .attention import ChannelAttention, ScaleFusion, SpatialAttention
+from .ccfpse import CondConvGenerator, FPSEDiscriminator
 from .base_network import INIT_TYPES, BaseNetwork, count_parameters, init_weights
 from .discriminator import MultiscaleDiscriminator, NLayerDiscriminator, check_conv_norm
 from .encoder import ConvEncoder
@@ -37,13 +38,14 @@ from .normalization import convert_sync_batchnorm
 logger = logging.getLogger(__name__)
 
 NETWORKS = {
-    "generator": {"dagan": DAGANGenerator, "spade": SPADEGenerator},
-    "discriminator": {"multiscale": MultiscaleDiscriminator},
+    "generator": {"dagan": DAGANGenerator, "spade": SPADEGenerator, "condconv": CondConvGenerator},
+    "discriminator": {"multiscale": MultiscaleDiscriminator, "fpse": FPSEDiscriminator},
     "encoder": {"conv": ConvEncoder},
 }
 
 __all__ = [
-    "BaseNetwork", "ChannelAttention", "ConvEncoder", "DAGANGenerator", "GANLoss", "KLDLoss",
+    "BaseNetwork", "ChannelAttention", "CondConvGenerator", "ConvEncoder", "DAGANGenerator", "FPSEDiscriminator",
+    "GANLoss", "KLDLoss",
     "MultiscaleDiscriminator", "NLayerDiscriminator", "SPADEGenerator", "ScaleFusion", "SpatialAttention", "VGGLoss",
     "convert_sync_batchnorm", "count_parameters",
     "define_D", "define_E", "define_G", "discriminator_class", "find_network_using_name", "generator_class",

@@ -32,6 +32,15 @@ def check_conv_norm(flag, norm):
                                       "e.g. spectralinstance") from None
 
 
+def add_conv_discriminator_options(parser):
+    """``--ndf`` and ``--norm_D``: the flags every convolutional discriminator here declares."""
+    parser.add_argument("--ndf", type=int, default=64,
+                        help="number of discriminator filters in the first conv layer")
+    parser.add_argument("--norm_D", type=str, default="spectralinstance",
+                        help="normalisation of the discriminator: [spectral](instance|batch|syncbatch|none)")
+    return parser
+
+
 class NLayerDiscriminator(BaseNetwork):
     """PatchGAN on the channel concatenation [label map, image] (``input_nc`` = S + 3 channels).
 
@@ -88,10 +97,7 @@ class MultiscaleDiscriminator(BaseNetwork):
 
     @staticmethod
     def modify_commandline_options(parser, is_train):
-        parser.add_argument("--ndf", type=int, default=64,
-                            help="number of discriminator filters in the first conv layer")
-        parser.add_argument("--norm_D", type=str, default="spectralinstance",
-                            help="normalisation of the discriminator: [spectral](instance|batch|syncbatch|none)")
+        add_conv_discriminator_options(parser)
         parser.add_argument("--num_D", type=int, default=2,
                             help="number of discriminators at different scales")
         parser.add_argument("--n_layers_D", type=int, default=4,

@@ -19,6 +19,8 @@ inverse. ``kinds`` (default: all of :data:`REFERENCE_KINDS`):
   the upsampled map);
 * ``"label_image_conv"``: ``LabelImageConv2d`` -> ``ReferenceLabelImageConv2d`` (D's input
   concatenated in full, label maps repeated for fake and real);
+* ``"pixel_conv"``: ``PixelDepthwiseConv2d`` -> ``ReferencePixelDepthwiseConv2d`` (CC-FPSE's per-pixel
+  depthwise convolution by ``F.unfold``);
 * ``"spectral_norm"``: ``SNConv2d`` with the ``FP32SpectralNorm`` hook -> ``nn.Conv2d`` with torch's
   ``SpectralNorm`` hook (eval cache, output scaling and fp32 power iteration under autocast gone).
 """
@@ -30,13 +32,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .label_image_conv import LabelImageConv2d, ReferenceLabelImageConv2d
+from .pixel_conv import PixelDepthwiseConv2d, ReferencePixelDepthwiseConv2d
 from .segmap import SegmapPyramid
 from .spectral_norm import FP32SpectralNorm, SNConv2d, SpectralNorm
 from .upsampled_conv import ReferenceUpsampledConv2d, UpsampledConv2d
 
 __all__ = ["REFERENCE_KINDS", "ReferenceSPADE", "reference_layers", "to_fast", "to_reference"]
 
-REFERENCE_KINDS = ("spade", "upsampled_conv", "label_image_conv", "spectral_norm")
+REFERENCE_KINDS = ("spade", "upsampled_conv", "label_image_conv", "pixel_conv", "spectral_norm")
 
 
 class ReferenceSPADE(nn.Module):
@@ -121,6 +124,7 @@ _SWAPS = {
     "spade": _class_swap(_spade_classes, caches=("_fused_cache", "_table_cache")),
     "upsampled_conv": _class_swap((UpsampledConv2d, ReferenceUpsampledConv2d)),
     "label_image_conv": _class_swap((LabelImageConv2d, ReferenceLabelImageConv2d)),
+    "pixel_conv": _class_swap((PixelDepthwiseConv2d, ReferencePixelDepthwiseConv2d)),
     "spectral_norm": _spectral_swap,
 }
 
