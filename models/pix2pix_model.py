@@ -186,9 +186,15 @@ class Pix2PixModel(BaseModel):
     @torch.no_grad()
     def inference(self, data, extras=False):
         """{'input_label', 'synthesized_image' [B,3,H,W], 'real_image'} (+ attention with ``extras``).
-        With --use_vae the style comes from data['image']."""
+        With --use_vae the style comes from data['image'] (z sampled from its encoding, as SPADE's test),
+        or with test.py's --sample_z from N(0, I)."""
         input_semantics, real_image, class_ids = self.preprocess_input_with_class_ids(data)
-        z = self.encode_z(real_image)[0] if self.opt.use_vae else None
+        z = None
+        if self.opt.use_vae:
+            if getattr(self.opt, "sample_z", False):  # test.py --sample_z: z ~ N(0, I) from the seeded RNG
+                z = torch.randn(real_image.size(0), self.opt.z_dim, device=real_image.device)
+            else:  # SPADE's test: the encoding of the real photo, sampled
+                z = self.encode_z(real_image)[0]
         out = {"input_label": data["label"]}
         if extras and self.extra_visual_names:
             net = unwrap(self.netG)

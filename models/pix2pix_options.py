@@ -19,6 +19,11 @@ def modify_commandline_options(parser, is_train):
     """Add the networks' flags, and when training the losses' and the optimiser's."""
     networks.modify_commandline_options(parser, is_train)
     if not is_train:
+        parser.add_argument("--sample_z", action="store_true",
+                            help="with --use_vae: z ~ N(0, I), seeded by --seed (multimodal, the same images on "
+                                 "every run) instead of the default, SPADE's test: z = mu + sigma * eps from the "
+                                 "encoding of each sample's real photo (which the official CC-FPSE test scripts "
+                                 "use, unseeded)")
         return parser
 
     # optimiser and schedule of the updates
@@ -58,6 +63,8 @@ def validate_options(opt):
                           f"--model {opt.model} needs a dataset of label maps (a semantic dataset)")
     networks.validate_options(opt)
     if not opt.isTrain:
+        if opt.sample_z and not opt.use_vae:
+            raise OptionError("--sample_z", None, "needs --use_vae (without it the generator has no latent z)")
         return
     require_positive(opt, "lr", kind="number")
     require_positive(opt, "D_steps_per_G")

@@ -26,8 +26,10 @@ Origins:
 """
 
 # The options that shape the networks test.py rebuilds (the others are training hyper-parameters).
+# The geometry keys matter only where a preset sets them (the condconv synthetic preset's 64x64).
 ARCHITECTURE_KEYS = ("netG", "ngf", "num_upsampling_layers", "norm_G", "use_vae", "z_dim",
-                     "no_sam", "no_cam", "cam_mode", "cam_scales")
+                     "no_sam", "no_cam", "cam_mode", "cam_scales", "preprocess_mode", "load_size", "crop_size",
+                     "aspect_ratio")
 
 # Official public-dataset settings shared by all (SPADE defaults, see above).
 _SPADE_DEFAULTS = dict(lr=0.0002, ngf=64, ndf=64, num_upsampling_layers="normal", print_freq=100)
@@ -50,4 +52,29 @@ PRESETS = {
     # This repository's main job, measured (see above).
     "synthetic": dict(ngf=16, ndf=16, batchSize=4, lr=0.0004, niter=4, niter_decay=2, print_freq=10,
                       num_upsampling_layers="normal", no_vgg_loss=True),
+}
+
+# Presets per generator, layered above PRESETS (models.get_presets(..., variant=<netG>)).
+VARIANT_OPTION = "netG"
+
+# CC-FPSE (--netG condconv), from its official train.sh: --batchSize 1 on each of the 8 processes of one
+# --mpdist server (ngpus_per_node 8: global batch 8), --niter 100 --niter_decay 100, --lambda_feat 20;
+# lr and ngf/ndf are SPADE's defaults (as in PRESETS). The official scripts also pass --use_vae and
+# --netD fpse, which the scripts/train_ccfpse_*.sh pass here too (a preset of --use_vae could not be
+# switched off; --dry_run counts without it). Cityscapes keeps 'more' from PRESETS (the official
+# generator switches to it for dataset_mode cityscapes).
+_CCFPSE = dict(batchSize=8, niter=100, niter_decay=100, lambda_feat=20.0)
+
+VARIANT_PRESETS = {
+    "condconv": {
+        "ade20k": _CCFPSE,
+        "cityscapes": _CCFPSE,
+        "coco": _CCFPSE,
+        # The main job for CC-FPSE (python train.py --netG condconv --netD fpse): the synthetic scenes at
+        # 64x64 (the FPSE D halves the image five times and instance-normalises the result), measured to
+        # finish within ~10 minutes on 2 CPU cores (see the README).
+        "synthetic": dict(preprocess_mode="fixed", load_size=64, crop_size=64, aspect_ratio=1.0, ngf=16, ndf=16,
+                          condconv_hidden=16, batchSize=4, lr=0.0004, niter=4, niter_decay=2, print_freq=10,
+                          no_vgg_loss=True),
+    },
 }

@@ -215,7 +215,8 @@ class BaseOptions:
         2. ``--load_from_opt_file``: the saved options become layered defaults (they may name the
            model and the dataset);
         3. the presets of (model, dataset_mode), below the saved options;
-        4. the model's option setter (it adds the networks' flags);
+        4. the model's option setter (it adds the networks' flags), then the presets of the variant the
+           model's presets select by an option's value (``VARIANT_OPTION``, e.g. pix2pix by ``--netG``);
         5. the dataset's option setter;
         6. the SPADE no-op flags, then the final parse with ``--help``: every flag applies, with its
            effective default.
@@ -241,6 +242,15 @@ class BaseOptions:
         parser.set_layers((presets, f"preset {opt.model}/{opt.dataset_mode}"), (saved, saved_origin))
 
         models.get_option_setter(opt.model)(parser, self.isTrain)
+        variant_option = models.preset_variant_option(opt.model)
+        if variant_option is not None:
+            # Presets of a variant (e.g. per --netG), known once the model's setter declared the option.
+            variant = getattr(parser.parse_known_args()[0], variant_option, None)
+            variant_presets = models.get_presets(opt.model, opt.dataset_mode, self.isTrain, variant=variant)
+            if variant_presets:
+                parser.set_layers((presets, f"preset {opt.model}/{opt.dataset_mode}"),
+                                  (variant_presets, f"preset {opt.model}/{variant}/{opt.dataset_mode}"),
+                                  (saved, saved_origin))
 
         before = {action.dest: action.default for action in parser._actions}
         data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)

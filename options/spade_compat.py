@@ -1,4 +1,4 @@
-"""Flags of NVlabs SPADE that are accepted here although they do nothing.
+"""Flags of NVlabs SPADE (and of SPADE-derived official code: CC-FPSE) accepted here although they do nothing.
 
 A SPADE command line must run unchanged. Every SPADE flag that has a working counterpart here is a
 real option, declared by the component that uses it; the rest are in :data:`SPADE_NOOP_FLAGS`: they
@@ -9,6 +9,10 @@ import argparse
 import logging
 
 logger = logging.getLogger(__name__)
+
+_TORCHRUN = ("CC-FPSE's multi-process launch: run 'torchrun --nproc_per_node N train.py ...' "
+             "(scripts/launch_train.sh) for DDP over N GPUs, with --batchSize the global batch "
+             "(N x the official per-process --batchSize)")
 
 # flag -> (phases where SPADE declares it, argparse keyword arguments, why it does nothing here).
 # Phases: "train" = train.py only, "both" = train.py and test.py. Values with choices accept only
@@ -29,6 +33,13 @@ SPADE_NOOP_FLAGS = {
                        "the multiscale discriminator is always made of n_layer PatchGANs"),
     # SPADE data/coco_dataset.py
     "--coco_no_portraits": ("both", dict(action="store_true"), "no dataset reads it, in SPADE neither"),
+    # CC-FPSE options/base_options.py: its own multi-process launcher (mp.spawn + NCCL). Here multi-GPU
+    # training is torchrun + DDP, and --batchSize is the global batch (the official one is per process).
+    "--mpdist": ("both", dict(action="store_true"), _TORCHRUN),
+    "--dist_url": ("both", dict(type=str), _TORCHRUN),
+    "--num_servers": ("both", dict(type=int), _TORCHRUN),
+    "--idx_server": ("both", dict(type=int), _TORCHRUN),
+    "--ngpus_per_node": ("both", dict(type=int), _TORCHRUN),
 }
 
 

@@ -59,14 +59,14 @@ def test_option_error_carries_flag_value_and_requirement():
     assert str(err) == "--D_steps_per_G 0: must be a positive integer"
     assert isinstance(err, ValueError)
     names = OptionError("--netG", "foo", ["dagan", "spade"], kind="generator")
-    assert str(names) == "--netG foo: unknown generator; known: dagan, spade"
+    assert str(names) == "--netG foo: unknown generator; known: condconv, dagan, spade"
 
 
 def test_bad_value_is_one_argparse_line_with_status_2(capsys):
     err = parse_error(TrainOptions, ["--D_steps_per_G", "0"], capsys)
     assert err == "train.py: error: --D_steps_per_G 0: must be a positive integer\n"
     err = parse_error(TestOptions, ["--netG", "nope"], capsys)
-    assert err == "test.py: error: --netG nope: unknown generator; known: dagan, spade\n"
+    assert err == "test.py: error: --netG nope: unknown generator; known: condconv, dagan, spade\n"
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -82,8 +82,8 @@ def test_bad_value_is_one_argparse_line_with_status_2(capsys):
     (["--batchSize", "0"], "--batchSize 0: must be a positive integer"),
     (["--output_nc", "4"], "--output_nc 4: must be 3"),
     (["--crop_size", "100"], "--crop_size 100: the generator would make 96x96 images, not 100x100"),
-    (["--netG", "pix2pixhd"], "--netG pix2pixhd: unknown generator; known: dagan, spade"),
-    (["--netD", "fpse"], "--netD fpse: unknown discriminator; known: multiscale"),
+    (["--netG", "pix2pixhd"], "--netG pix2pixhd: unknown generator; known: condconv, dagan, spade"),
+    (["--netD", "patch"], "--netD patch: unknown discriminator; known: fpse, multiscale"),
     (["--dataset_mode", "horse2zebra"], "--dataset_mode horse2zebra: unknown dataset mode; known: ade20k, "
                                         "celebamask_hq, cityscapes, coco, custom, deepfashion, facades, synthetic"),
     (["--model", "cyclegan"], "--model cyclegan: unknown model; known: oasis, pix2pix"),
@@ -107,7 +107,7 @@ def test_training_option_errors_name_the_flag(args, expected, capsys):
 
 @pytest.mark.parametrize("args,expected", [
     (["--crop_size", "100"], "--crop_size 100: the generator would make 96x96 images"),
-    (["--netG", "condconv"], "--netG condconv: unknown generator; known: dagan, spade"),
+    (["--netG", "sean"], "--netG sean: unknown generator; known: condconv, dagan, spade"),
     (["--ngf", "0"], "--ngf 0: must be a positive integer"),
     (["--how_many", "0"], "--how_many 0: must be a positive integer"),
     (["--seg_size", "512"], "--seg_size 512: must be WxH"),
@@ -315,7 +315,9 @@ def test_test_help_lists_component_flags(capsys, monkeypatch):
 
 # ---------------------------------------------------------------------------------------- SPADE
 def test_spade_noop_flags_parse_and_warn_once(caplog):
-    values = {"--optimizer": ["adam"], "--nef": ["16"], "--netD_subarch": ["n_layer"]}
+    values = {"--optimizer": ["adam"], "--nef": ["16"], "--netD_subarch": ["n_layer"],
+              "--dist_url": ["tcp://10.0.0.1:8000"], "--num_servers": ["1"], "--idx_server": ["0"],
+              "--ngpus_per_node": ["8"]}
     args = [a for flag in SPADE_NOOP_FLAGS for a in [flag] + values.get(flag, [])]
     with caplog.at_level(logging.WARNING):
         opt = TrainOptions().parse(CPU + args)

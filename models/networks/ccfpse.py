@@ -24,7 +24,7 @@ from .ops.spectral_norm import spectral_norm
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_HIDDEN = 128  # width of the kernel / attention prediction heads and of the shortcut's SPADE
+WEIGHT_HIDDEN = 128  # official width of the kernel / attention prediction heads and of the shortcut's SPADE
 CONDCONV_UPSAMPLING = ("normal", "more")
 
 
@@ -33,10 +33,9 @@ def _conv_norm_lrelu(norm_layer, conv):
     return nn.Sequential(norm_layer(conv), nn.LeakyReLU(LRELU_SLOPE, inplace=True))
 
 
-def _prediction_head(cond_nc, out_nc, sigmoid=False):
-    """3x3 cond -> 128, ReLU, 3x3 128 -> out (then sigmoid for an attention map)."""
-    layers = [nn.Conv2d(cond_nc, WEIGHT_HIDDEN, 3, padding=1), nn.ReLU(),
-              nn.Conv2d(WEIGHT_HIDDEN, out_nc, 3, padding=1)]
+def _prediction_head(cond_nc, out_nc, hidden, sigmoid=False):
+    """3x3 cond -> hidden (128), ReLU, 3x3 hidden -> out (then sigmoid for an attention map)."""
+    layers = [nn.Conv2d(cond_nc, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, out_nc, 3, padding=1)]
     if sigmoid:
         layers.append(nn.Sigmoid())
     return nn.Sequential(*layers)
@@ -78,7 +77,7 @@ def label_pyramid(module, semantics, levels):
 class CondConvBlock(nn.Module):
     """The conditional-convolution residual block (official ``DepthsepCCBlock``).
 
-    ``CondConvBlock(fin, fout, cond_nc)``; ``forward(x [B,fin,H,W], cond [B,cond_nc,h,w]) -> [B,fout,H,W]``
+    ``CondConvBlock(fin, fout, cond_nc, hidden=128)``; ``forward(x [B,fin,H,W], cond [B,cond_nc,h,w]) -> [B,fout,H,W]``
     (``cond``: the label map and the label pyramid's feature, resized nearest to H x W here).
     Four heads predict, per pixel, the depthwise 3x3 kernels W1 (``gen_weights1``, 9*fin channels) and
     W2 (``gen_weights2``, 9*fout) and the sigmoid gates S1 (``gen_se_weights1``, fmid) and S2
@@ -86,19 +85,20 @@ class CondConvBlock(nn.Module):
     depthwise W1 (``conv_0``) -> 1x1 ``conv_1`` -> x S1 -> lReLU -> ``norm_2`` (BatchNorm fmid) ->
     depthwise W2 (``conv_2``) -> 1x1 ``conv_3`` -> x S2 -> lReLU; plus the shortcut, SPADE (``norm_s``,
     batch norm) -> spectral 1x1 without bias (``conv_s``) when fin != fout, else x. ``norm_0`` and the
-    depthwise layers' ``norm_layer`` are built and saved by the official code but never run.
+    depthwise layers' ``norm_layer`` are built and saved by the official code but never run. ``hidden``:
+    the width of the heads' and the SPADE's hidden layer (128 in the official model).
     """
 
-    def __init__(self, fin, fout, cond_nc):
+    def __init__(self, fin, fout, cond_nc, hidden=WEIGHT_HIDDEN):
         super().__init__()
         if fout > fin:
             raise ValueError(f"CondConvBlock({fin}, {fout}): the official W2 kernels fit only fout <= fin")
         self.learned_shortcut = fin != fout
         fmid = min(fin, fout)
-        self.gen_weights1 = _prediction_head(cond_nc, 9 * fin)
-        self.gen_weights2 = _prediction_head(cond_nc, 9 * fout)
-        self.gen_se_weights1 = _prediction_head(cond_nc, fmid, sigmoid=True)
-        self.gen_se_weights2 = _prediction_head(cond_nc, fout, sigmoid=True)
+        self.gen_weights1 = _prediction_head(cond_nc, 9 * fin, hidden)
+        self.gen_weights2 = _prediction_head(cond_nc, 9 * fout, hidden)
+        self.gen_se_weights1 = _prediction_head(cond_nc, fmid, hidden, sigmoid=True)
+        self.gen_se_weights2 = _prediction_head(cond_nc, fout, hidden, sigmoid=True)
         self.conv_0 = PixelDepthwiseConv2d(fin)
         self.norm_0 = nn.BatchNorm2d(fmid, affine=True)  # never run (official layout)
         self.conv_1 = nn.Conv2d(fin, fmid, kernel_size=1)
@@ -108,7 +108,7 @@ class CondConvBlock(nn.Module):
         self.conv_3 = nn.Conv2d(fmid, fout, kernel_size=1)
         if self.learned_shortcut:
             self.conv_s = spectral_norm(nn.Conv2d(fin, fout, kernel_size=1, bias=False))
-            self.norm_s = SPADE("spadebatch3x3", fin, cond_nc)
+            self.norm_s = SPADE("spadebatch3x3", fin, cond_nc, hidden=hidden)
 
     def forward(self, x, cond):
         if cond.shape[2:] != x.shape[2:]:
@@ -152,6 +152,9 @@ class CondConvGenerator(BaseNetwork):
         parser.add_argument("--num_upsampling_layers", choices=CONDCONV_UPSAMPLING, default="normal",
                             help="normal: 5 upsamplings; more: one between the middle blocks and a 7th "
                                  "label-encoder level (Cityscapes, as the official code)")
+        parser.add_argument("--condconv_hidden", type=int, default=WEIGHT_HIDDEN,
+                            help="width of the hidden layer of the condconv blocks' kernel / attention heads and "
+                                 "shortcut SPADE (official: 128; smaller for small images, e.g. the synthetic preset)")
         return parser
 
     @staticmethod
@@ -159,6 +162,7 @@ class CondConvGenerator(BaseNetwork):
         if opt.output_nc != 3:
             raise OptionError("--output_nc", opt.output_nc, "must be 3: the condconv generator makes RGB images")
         check_conv_norm("--norm_G", opt.norm_G)
+        require_positive(opt, "condconv_hidden")
         check_output_size(opt)
         levels = UPSAMPLING_LAYERS[opt.num_upsampling_layers] + 1
         height = round(opt.crop_size / opt.aspect_ratio)
@@ -187,7 +191,7 @@ class CondConvGenerator(BaseNetwork):
                   "up_0": (16 * nf, 8 * nf), "up_1": (8 * nf, 4 * nf), "up_2": (4 * nf, 2 * nf),
                   "up_3": (2 * nf, 1 * nf)}
         for name, (fin, fout) in widths.items():
-            self.add_module(name, CondConvBlock(fin, fout, cond_nc))
+            self.add_module(name, CondConvBlock(fin, fout, cond_nc, opt.condconv_hidden))
         self.block_names = list(widths)
         self.conv_img = nn.Conv2d(nf, 3, 3, padding=1)
 
@@ -242,10 +246,10 @@ class FPSEDiscriminator(BaseNetwork):
         require_positive(opt, "ndf")
         check_conv_norm("--norm_D", opt.norm_D)
         height = round(opt.crop_size / opt.aspect_ratio)
-        if opt.crop_size % 32 or height % 32:
+        if opt.crop_size % 32 or height % 32 or min(opt.crop_size, height) < 64:
             raise OptionError("--crop_size", opt.crop_size,
-                              "the fpse discriminator halves the image 5 times: width and height must be "
-                              "multiples of 32")
+                              "the fpse discriminator halves the image 5 times and instance-normalises the "
+                              "result: width and height must be multiples of 32, at least 64")
 
     def __init__(self, opt):
         super().__init__()
