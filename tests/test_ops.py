@@ -574,3 +574,72 @@ def test_spectral_norm_output_scaling_matches_weight_scaling(bias):
         assert torch.allclose(conv.weight_v, plain.weight_v, atol=1e-6)
     assert "_sn_sigma" not in conv.__dict__  # consumed by the forward
     assert list(conv.state_dict()) == list(plain.state_dict())
+
+
+# ---------------------------------------------------------------------------------------- per-pixel conv
+def plain_per_pixel_conv(x, kernels):
+    """The definition: out[n,c,h,w] = sum_{i,j} kernels[n, 9c + 3i + j, h, w] * x_pad[n, c, h + i, w + j]."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (1, 1, 1, 1))
+    out = torch.zeros_like(x)
+    for i in range(3):
+        for j in range(3):
+            out += kernels[:, (3 * i + j)::9] * padded[:, :, i:i + h, j:j + w]
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 3, 1, 4), (3, 16, 8, 8)])
+def test_pixel_depthwise_conv_fast_matches_unfold_reference(shape):
+    gen = torch.Generator().manual_seed(11)
+    n, c, h, w = shape
+    x = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    kernels = torch.randn(n, 9 * c, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    fast = ops.pixel_depthwise_conv3x3(x, kernels)
+    ref = ops.reference_pixel_depthwise_conv3x3(x, kernels)
+    assert torch.allclose(fast, ref, atol=1e-12) and torch.allclose(ref, plain_per_pixel_conv(x, kernels), atol=1e-12)
+    weight = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
+    grads_fast = torch.autograd.grad((fast * weight).sum(), (x, kernels))
+    grads_ref = torch.autograd.grad((ref * weight).sum(), (x, kernels))
+    for a, b in zip(grads_fast, grads_ref):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.autograd.gradcheck(ops.pixel_depthwise_conv3x3, (x[:1, :2, :4, :3].detach().requires_grad_(),
+                                                                  kernels[:1, :18, :4, :3].detach().requires_grad_()))
+
+
+def test_pixel_depthwise_conv_fast_is_float32_exact_enough_and_keeps_no_unfold_copy():
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    kernels = torch.randn(2, 72, 16, 16, requires_grad=True)
+    out = ops.pixel_depthwise_conv3x3(x, kernels)
+    assert torch.allclose(out, ops.reference_pixel_depthwise_conv3x3(x, kernels), atol=1e-5)
+    # What autograd keeps for the backward: the padded input and the kernels, nothing of 9xCxHxW beyond them.
+    saved = out.grad_fn.saved_tensors
+    assert sorted(t.numel() for t in saved) == sorted([2 * 8 * 18 * 18, kernels.numel()])
+    with pytest.raises(ValueError, match=r"per-pixel 3x3 kernels must be \[2,72,16,16\]"):
+        ops.pixel_depthwise_conv3x3(x, kernels[:, :71])
+
+
+def test_condconv_generator_and_fpse_fast_match_reference():
+    opt = build_options(True, netG="condconv", netD="fpse", ngf=4, ndf=4, condconv_hidden=8)
+    torch.manual_seed(5)
+    for net in (networks.define_G(opt), networks.define_D(opt)):
+        ref = to_reference(copy.deepcopy(net))
+        kinds = {type(m).__name__ for m in ref.modules()}
+        assert "PixelDepthwiseConv2d" not in kinds and "SNConv2d" not in kinds
+        assert ("ReferencePixelDepthwiseConv2d" in kinds) == hasattr(net, "up_3")
+        seg, _ = one_hot_semantics(batch=2, classes=8, size=(64, 64), with_edges=True)
+        if hasattr(net, "up_3"):
+            out_fast, out_ref = net(seg), ref(seg)
+            outs = [(out_fast, out_ref)]
+        else:
+            images = torch.rand(4, 3, 64, 64) * 2 - 1
+            a, b = net(images, seg), ref(images, seg)
+            outs = [(x, y) for la, lb in zip(a, b) for x, y in zip(la, lb)]
+        for x, y in outs:
+            assert torch.allclose(x, y, atol=1e-5)
+        total = sum((x * torch.linspace(-1, 1, x.numel()).view_as(x)).sum() for x, _ in outs)
+        total_ref = sum((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() for _, y in outs)
+        total.backward()
+        total_ref.backward()
+        grads_close(net, ref)
+        to_fast(ref)
+        assert {type(m).__name__ for m in ref.modules()} == {type(m).__name__ for m in net.modules()}
