@@ -46,6 +46,11 @@ Variants (``--configs``; each a set of train.py flags and the benchmark's own sw
               NCHW inference, glibc's default allocator (``--cpu_malloc system``); still fused Adam
               and this code's spectral norm (kind ``spectral_norm`` is not swapped); run in a child
               process because the allocator setting is per process
+  condconv    CC-FPSE: ``--netG condconv --netD fpse`` at the official widths (ngf/ndf 64, 128-wide
+              prediction heads), no VAE (as dagan), the memory-lean per-pixel depthwise convolution
+  condconv_ref  condconv with its per-pixel convolutions in the official unfold form (a 9xCxHxW copy per
+              layer) and plain SPADE shortcuts (kinds ``pixel_conv``, ``spade``); run it in its own
+              process (``--configs condconv_ref``) for its peak memory
 These switches belong to the benchmark, not to the model: a built model has only its fast layers
 and declares its phases (models/base_model.py ``Phase``, run by models/trainer.py ``Trainer``); the
 benchmark swaps layers with ``ops.to_reference`` / ``ops.to_fast`` and replaces the trainer's phases
@@ -98,6 +103,7 @@ import models  # noqa: E402
 from models.networks.loss import VGGLoss, vgg19_weights_path  # noqa: E402
 from models.networks.ops import (  # noqa: E402
     ReferenceLabelImageConv2d,
+    ReferencePixelDepthwiseConv2d,
     ReferenceSPADE,
     ReferenceUpsampledConv2d,
     to_fast,
@@ -111,12 +117,16 @@ logger = logging.getLogger("benchmark")
 
 # The official ADE20K setting: 150 classes + dontcare, no instance maps, 256x256, 5 upsamplings; with the
 # VGG loss (--vgg_loss: the synthetic data's preset turns it off).
-ADE20K_FLAGS = [
+ADE20K_DATA_FLAGS = [
     "--label_nc", "150", "--contain_dontcare_label", "--no_instance", "--crop_size", "256",
     "--load_size", "256", "--aspect_ratio", "1", "--num_upsampling_layers", "normal",
-    "--ngf", "64", "--ndf", "64", "--num_D", "2", "--n_layers_D", "4", "--batchSize", "1",
-    "--norm_G", "spectralspadesyncbatch3x3", "--vgg_loss",
+    "--ngf", "64", "--ndf", "64", "--batchSize", "1", "--vgg_loss",
 ]
+# The networks' own official flags: SPADE / DAGAN (multiscale D) and CC-FPSE (condconv G, FPSE D; its
+# label encoder's norm and the official 128-wide prediction heads).
+SPADE_NET_FLAGS = ["--num_D", "2", "--n_layers_D", "4", "--norm_G", "spectralspadesyncbatch3x3"]
+CCFPSE_NET_FLAGS = ["--netG", "condconv", "--netD", "fpse", "--norm_G", "spectralsyncbatch", "--condconv_hidden", "128"]
+ADE20K_FLAGS = ADE20K_DATA_FLAGS + SPADE_NET_FLAGS
 # A configuration: train.py flags, and the benchmark's own switches to the reference computation
 # (applied to the built model and trainer by Prepared; no train.py flag or model attribute sets them):
 #   impl="ref"           ops.to_reference(model, SPADE_REF_KINDS): plain SPADE layers and DAGAN's conv_64
@@ -127,7 +137,9 @@ ADE20K_FLAGS = [
 #   freeze_d=False       set_frozen_d(trainer, False): the trainer's phases with empty ``frozen`` sets, so D's
 #                        weight gradients are computed in the G step (and thrown away), as the reference does;
 #   infer_format         layout of the inference steps (training is always NCHW, as train.py);
-#   own_process          timed in a child process (process-wide flags such as --cpu_malloc).
+#   own_process          timed in a child process (process-wide flags such as --cpu_malloc);
+#   net_flags            the network flags after ADE20K_DATA_FLAGS (default SPADE_NET_FLAGS);
+#   ref_kinds            the kinds impl="ref" swaps (default SPADE_REF_KINDS).
 CONFIGS = {
     "dagan": dict(flags=[], impl="fast"),
     "spade": dict(flags=["--netG", "spade"], impl="fast"),
@@ -136,12 +148,16 @@ CONFIGS = {
     "dagan_ref": dict(flags=[], impl="ref"),
     "reference": dict(flags=["--cpu_malloc", "system"], impl="ref", infer_format="contiguous", freeze_d=False,
                       d_pair_input=False, own_process=True),
+    # CC-FPSE (official network widths, no VAE, as dagan): the fast per-pixel convolution, and its
+    # official unfold form (plus the plain SPADE of the shortcuts) in condconv_ref.
+    "condconv": dict(flags=[], impl="fast", net_flags=CCFPSE_NET_FLAGS),
+    "condconv_ref": dict(flags=[], impl="ref", net_flags=CCFPSE_NET_FLAGS, ref_kinds=("spade", "pixel_conv")),
 }
 SPADE_REF_KINDS = ("spade", "upsampled_conv")
 D_REF_KINDS = ("label_image_conv",)
 # The reference twin class of each kind the benchmark swaps (what the JSON's reference_kinds reads back).
 REFERENCE_CLASSES = {"spade": ReferenceSPADE, "upsampled_conv": ReferenceUpsampledConv2d,
-                     "label_image_conv": ReferenceLabelImageConv2d}
+                     "label_image_conv": ReferenceLabelImageConv2d, "pixel_conv": ReferencePixelDepthwiseConv2d}
 DEFAULT_CONFIGS = "dagan,spade,dagan_bf16,reference"
 DEFAULT_RESOLUTIONS = "64,128,256,512"
 DEFAULT_REPEATS = 3
@@ -223,9 +239,9 @@ def set_frozen_d(trainer, freeze):
                       for p in trainer.model.training_phases()]
 
 
-def build(flags, impl, device_flag, random_vgg):
+def build(flags, impl, device_flag, random_vgg, net_flags=SPADE_NET_FLAGS, ref_kinds=None):
     opt = TrainOptions().parse(["--name", "benchmark", "--checkpoints_dir", tempfile.gettempdir(),
-                                "--dataset_mode", "synthetic"] + ADE20K_FLAGS + device_flag + flags)
+                                "--dataset_mode", "synthetic"] + ADE20K_DATA_FLAGS + net_flags + device_flag + flags)
     want_vgg = not opt.no_vgg_loss
     if want_vgg and random_vgg:
         opt.no_vgg_loss = True  # build without the file, then attach a randomly initialised VGG19
@@ -235,7 +251,7 @@ def build(flags, impl, device_flag, random_vgg):
         model.criterionVGG = VGGLoss(pretrained=False).to(opt.device)
         opt.no_vgg_loss = False
     if impl == "ref":
-        to_reference(model, kinds=SPADE_REF_KINDS)
+        to_reference(model, kinds=ref_kinds or SPADE_REF_KINDS)
     return opt, model
 
 
@@ -423,7 +439,8 @@ class Prepared:
         self.flags = list(spec["flags"]) + list(extra)
         if crop:
             self.flags += ["--crop_size", str(crop), "--load_size", str(crop)]
-        self.opt, self.model = build(self.flags, spec["impl"], device_flag, random_vgg)
+        self.opt, self.model = build(self.flags, spec["impl"], device_flag, random_vgg,
+                                     spec.get("net_flags", SPADE_NET_FLAGS), spec.get("ref_kinds"))
         self.device = self.opt.device
         self.trainer = Trainer(self.opt, self.model)
         self.freeze_d = spec.get("freeze_d", True)
@@ -466,7 +483,8 @@ class Prepared:
         self.phase(step.__name__)
         executed = count_flops(step)
         kinds = SPADE_REF_KINDS + D_REF_KINDS
-        already = (SPADE_REF_KINDS if self.spec["impl"] == "ref" else ()) + (() if self.d_pair_input else D_REF_KINDS)
+        swapped = tuple(self.spec.get("ref_kinds", SPADE_REF_KINDS)) if self.spec["impl"] == "ref" else ()
+        already = swapped + (() if self.d_pair_input else D_REF_KINDS)
         to_reference(self.model, kinds=kinds)
         set_frozen_d(self.trainer, False)
         try:

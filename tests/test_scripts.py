@@ -249,3 +249,30 @@ def test_without_a_venv_the_path_is_left_as_it_is(tmp_path):
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert recorded(record)[0][0] == "test.py"
+
+
+@pytest.mark.parametrize("dataset", ["ade20k", "cityscapes", "coco"])
+def test_ccfpse_scripts_official_settings(tmp_path, dataset):
+    """CC-FPSE's official train.sh: --netG condconv --netD fpse --use_vae --lambda_feat 20, batch 1 on each
+    of 8 processes (global 8), 100 + 100 epochs; its test scripts pass --use_vae."""
+    from options.test_options import TestOptions
+    from options.train_options import TrainOptions
+
+    root = str(tmp_path / "data")
+    env = {dataset.upper() + "_DATAROOT": root}
+    (call,) = run_script(tmp_path, f"train_ccfpse_{dataset}.sh", "--no_vgg_loss", env=env)
+    launcher, args = split_entry(call, "train.py")
+    assert launcher == ["--standalone", "--nproc_per_node=8"]
+    assert not NOT_REPEATED & set(args)
+    opt = parse(TrainOptions, args)
+    assert (opt.netG, opt.netD, opt.use_vae, opt.lambda_feat, opt.lambda_vgg, opt.lambda_kld) == (
+        "condconv", "fpse", True, 20.0, 10.0, 0.05)
+    assert (opt.batchSize, opt.niter, opt.niter_decay, opt.lr, opt.ngf, opt.ndf) == (8, 100, 100, 0.0002, 64, 64)
+    assert opt.dataroot == root and opt.name == f"ccfpse_{dataset}"
+    assert opt.num_upsampling_layers == ("more" if dataset == "cityscapes" else "normal")
+    (call,) = run_script(tmp_path, f"test_ccfpse_{dataset}.sh", env={"EPOCH": "200"})
+    launcher, args = split_entry(call, "test.py")
+    opt = parse(TestOptions, args)
+    assert (opt.netG, opt.use_vae, opt.which_epoch, opt.sample_z) == ("condconv", True, "200", False)
+    (call,) = run_script(tmp_path, f"test_ccfpse_{dataset}.sh", "--how_many", "1", env={"USE_VAE": "0"})
+    assert "--use_vae" not in split_entry(call, "test.py")[1]
