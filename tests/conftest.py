@@ -69,3 +69,22 @@ def build_options(is_train=True, **values):
         elif value is not False and value is not None:
             args += [f"--{name}", str(value)]
     return (TrainOptions() if is_train else TestOptions()).parse(args)
+
+
+def first_adam_step_agrees(step_got, step_want, grad, lr, noise_floor=0.0, what=None):
+    """Check one tensor's first Adam step (``step_got`` = weights after - before, ``step_want`` the
+    reference's, ``grad`` the reference gradient); returns the bool mask of elements that agree to float
+    precision.
+
+    Adam's first step moves each weight by about +-lr (m / sqrt(v) = the sign of the gradient), so an
+    element whose gradient is within float rounding of 0 may flip its step: every element must agree to
+    within 2 lr, and those that differ only where the reference gradient is rounding noise: tiny against
+    the tensor's largest, or below ``noise_floor`` (for a tensor whose gradient is 0 in exact arithmetic,
+    e.g. a conv bias before a normalisation: give a floor relative to the network's largest gradient)."""
+    diff = (step_got - step_want).abs()
+    assert diff.max() <= 2 * lr + 1e-6, what
+    differ = diff > 1e-3 * lr + 1e-7
+    if differ.any():
+        grad = grad.abs()
+        assert float(grad[differ].max()) <= max(1e-3 * float(grad.max()), noise_floor, 1e-7), what
+    return ~differ

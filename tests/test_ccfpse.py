@@ -16,6 +16,7 @@ import train
 from conftest import build_options
 from models import networks
 from models.networks import CondConvGenerator, ConvEncoder, FPSEDiscriminator, count_parameters
+from test_oasis_run import randomise
 
 LAYOUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoint_layout")
 BUFFERS = ("weight_u", "weight_v", "running_mean", "running_var", "num_batches_tracked")
@@ -162,23 +163,6 @@ def plain_generator(state, seg, sh, sw, ngf, levels, z=None):
     return torch.tanh(conv(lrelu(x), state, "conv_img."))
 
 
-def randomised(net, seed):
-    """Non-trivial weights, BatchNorm statistics and spectral-norm vectors, loaded into ``net``."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for k, v in net.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            state[k] = v
-        elif k.endswith("running_var"):
-            state[k] = torch.rand(v.shape, generator=gen) + 0.5
-        elif k.endswith(("weight_u", "weight_v")):
-            state[k] = F.normalize(torch.randn(v.shape, generator=gen), dim=0)
-        else:
-            state[k] = torch.randn(v.shape, generator=gen) * 0.1
-    net.load_state_dict(state)
-    return state
-
-
 def tiny_semantics(batch, nc, h, w, seed=0):
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, nc - 1, (batch, 1, h // 8, w // 8), generator=gen)
@@ -195,7 +179,7 @@ def test_generator_is_the_official_forward(dataset, use_vae):
                         label_nc=5, contain_dontcare_label=False, **size, **CC)
     assert opt.num_upsampling_layers == ("more" if dataset == "cityscapes" else "normal")
     G = CondConvGenerator(opt)
-    randomised(G, 1)
+    randomise(G, 1)
     with torch.no_grad():
         G.conv_img.weight.mul_(1e-3)  # the output in tanh's linear range: a comparison of real values
     G.double().eval()  # float64: the comparison is not blurred by float32 rounding through 7 blocks
@@ -238,7 +222,7 @@ def plain_fpse(state, images, seg):
 def test_fpse_discriminator_is_the_official_forward():
     opt = build_options(True, dataset_mode="coco", dataroot="X", ndf=4, crop_size=64, load_size=64, **CC)
     D = FPSEDiscriminator(opt)
-    randomised(D, 2)
+    randomise(D, 2)
     D.double().eval()
     state = D.state_dict()
     seg = tiny_semantics(2, opt.semantic_nc, 64, 64, seed=3).double()

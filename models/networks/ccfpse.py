@@ -16,7 +16,7 @@ from util.errors import OptionError, require_positive
 
 from .base_network import LRELU_SLOPE, BaseNetwork
 from .discriminator import add_conv_discriminator_options, check_conv_norm
-from .generator import UPSAMPLING_LAYERS, check_output_size, compute_latent_vector_size
+from .generator import UPSAMPLING_LAYERS, LatentStart, check_output_size
 from .normalization import SPADE, get_nonspade_norm_layer
 from .ops.pixel_conv import PixelDepthwiseConv2d
 from .ops.resize import nearest_resize, upsample2x
@@ -125,7 +125,7 @@ class CondConvBlock(nn.Module):
         return x_s + dx
 
 
-class CondConvGenerator(BaseNetwork):
+class CondConvGenerator(LatentStart, BaseNetwork):
     """CC-FPSE generator (``--netG condconv``).
 
     ``forward(semantics [B,semantic_nc,H,W], z=None, class_ids=None) -> image [B,3,H,W]`` in [-1, 1],
@@ -174,16 +174,9 @@ class CondConvGenerator(BaseNetwork):
     def __init__(self, opt):
         super().__init__()
         nf = opt.ngf
-        self.ngf = nf
-        self.use_vae = bool(opt.use_vae)
-        self.z_dim = opt.z_dim
         self.more = opt.num_upsampling_layers == "more"
-        self.sw, self.sh = compute_latent_vector_size(opt)
         semantic_nc = opt.semantic_nc
-        if self.use_vae:
-            self.fc = nn.Linear(opt.z_dim, 16 * nf * self.sw * self.sh)
-        else:
-            self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
+        self.init_latent(opt)
         self.levels = 7 if self.more else 6
         add_label_pyramid(self, semantic_nc, nf, self.levels, opt.norm_G)
         cond_nc = semantic_nc + nf
@@ -203,12 +196,7 @@ class CondConvGenerator(BaseNetwork):
         return True
 
     def forward(self, semantics, z=None, class_ids=None):
-        if self.use_vae:
-            if z is None:
-                z = torch.randn(semantics.size(0), self.z_dim, dtype=torch.float32, device=semantics.device)
-            x = self.fc(z).view(-1, 16 * self.ngf, self.sh, self.sw)
-        else:
-            x = self.fc(nearest_resize(semantics, (self.sh, self.sw)))
+        x = self.latent(lambda: nearest_resize(semantics, (self.sh, self.sw)), semantics.size(0), semantics.device, z)
         features = label_pyramid(self, semantics, self.levels)
         for name in self.block_names:
             if self._upsample_before(name):

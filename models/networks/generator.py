@@ -83,7 +83,35 @@ def check_output_size(opt):
         f"and the height come out whole){suggestion}")
 
 
-class SPADEGenerator(BaseNetwork):
+class LatentStart:
+    """The start of SPADE-style generators (SPADE, DAGAN, CC-FPSE's condconv), a mixin of the generator
+    class: ``fc`` (the official key) and the latent grid sh x sw.
+
+    :meth:`init_latent` sets ``ngf``, ``use_vae``, ``z_dim``, ``sw``, ``sh`` and ``fc``: with ``--use_vae``
+    a Linear z_dim -> 16 ngf * sh * sw, otherwise (deterministic) a 3x3 conv semantic_nc -> 16 ngf of the
+    label map downsampled to the grid. :meth:`latent` -> [B,16ngf,sh,sw]."""
+
+    def init_latent(self, opt):
+        self.ngf = opt.ngf
+        self.use_vae = bool(opt.use_vae)
+        self.z_dim = opt.z_dim
+        self.sw, self.sh = compute_latent_vector_size(opt)
+        if self.use_vae:
+            self.fc = nn.Linear(opt.z_dim, 16 * opt.ngf * self.sw * self.sh)
+        else:
+            self.fc = nn.Conv2d(opt.semantic_nc, 16 * opt.ngf, 3, padding=1)
+
+    def latent(self, downsampled, batch, device, z=None):
+        """``downsampled()``: the label map at sh x sw (called only without the VAE); ``z`` [B,z_dim] or
+        None (drawn from N(0, I) with the VAE)."""
+        if not self.use_vae:
+            return self.fc(downsampled())
+        if z is None:
+            z = torch.randn(batch, self.z_dim, dtype=torch.float32, device=device)
+        return self.fc(z).view(-1, 16 * self.ngf, self.sh, self.sw)
+
+
+class SPADEGenerator(LatentStart, BaseNetwork):
     """SPADE / GauGAN generator (the paper's baseline B1).
 
     ``forward(semantics [B,semantic_nc,H,W], z=None, class_ids=None) -> image [B,3,H,W] in [-1,1]``
@@ -127,22 +155,13 @@ class SPADEGenerator(BaseNetwork):
     def __init__(self, opt):
         super().__init__()
         nf = opt.ngf
-        self.ngf = nf
-        self.use_vae = bool(opt.use_vae)
-        self.z_dim = opt.z_dim
         self.num_upsampling_layers = opt.num_upsampling_layers
-        self.sw, self.sh = compute_latent_vector_size(opt)
         semantic_nc = opt.semantic_nc
         # The label channels are one-hot (SPADE's fast path looks them up); any instance edge map
         # channel after them is convolved densely.
         dontcare = 1 if opt.contain_dontcare_label else 0
         self.onehot_channels = min(semantic_nc, opt.label_nc + dontcare)
-
-        if self.use_vae:
-            self.fc = nn.Linear(opt.z_dim, 16 * nf * self.sw * self.sh)
-        else:
-            # Deterministic start: the label map downsampled to the latent grid.
-            self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
+        self.init_latent(opt)
 
         widths = {
             "head_0": (16 * nf, 16 * nf),
@@ -173,12 +192,7 @@ class SPADEGenerator(BaseNetwork):
         """Run fc and every block; returns [(block input, block output)] in block order."""
         # One resize per feature size, shared by all SPADE layers (see SegmapPyramid).
         pyramid = SegmapPyramid(seg, class_ids)
-        if self.use_vae:
-            if z is None:
-                z = torch.randn(seg.size(0), self.z_dim, dtype=torch.float32, device=seg.device)
-            x = self.fc(z).view(-1, 16 * self.ngf, self.sh, self.sw)
-        else:
-            x = self.fc(pyramid.at((self.sh, self.sw)))
+        x = self.latent(lambda: pyramid.at((self.sh, self.sw)), seg.size(0), seg.device, z)
         trace = []
         for name in self.block_names:
             if self._upsample_before(name):
