@@ -127,3 +127,17 @@ def test_quick_plan_takes_explicit_choices():
     assert plan.groups == [["dagan", "spade"]] and plan.sweep == []
     assert _last_value(plan.train_flags, "--crop_size") == "64"  # flags after -- win
     assert plan.kernel_bound == ()  # never with --quick
+
+
+def test_condconv_configurations_build_time_and_count():
+    tiny = ["--ngf", "4", "--ndf", "4", "--condconv_hidden", "8", "--crop_size", "64", "--load_size", "64",
+            "--label_nc", "5", "--no_vgg_loss", "--gpu_ids", "-1"]
+    fast = benchmark.Prepared("condconv", tiny[:-2], tiny[-2:], random_vgg=False)
+    ref = benchmark.Prepared("condconv_ref", tiny[:-2], tiny[-2:], random_vgg=False)
+    assert (fast.opt.netG, fast.opt.netD) == ("condconv", "fpse")
+    assert fast.reference_kinds() == [] and ref.reference_kinds() == ["spade", "pixel_conv"]
+    for p in (fast, ref):
+        p.train_step()
+        executed, model = p.count(p.train_step)
+        assert 0 < executed <= model
+    assert ref.reference_kinds() == ["spade", "pixel_conv"] and fast.reference_kinds() == []
