@@ -14,6 +14,8 @@ _TORCHRUN = ("CC-FPSE's multi-process launch: run 'torchrun --nproc_per_node N t
              "(scripts/launch_train.sh) for DDP over N GPUs, with --batchSize the global batch "
              "(N x the official per-process --batchSize)")
 
+_SEE_MPDIST = "a flag of CC-FPSE's multi-process launch (see --mpdist): use torchrun"
+
 # flag -> (phases where SPADE declares it, argparse keyword arguments, why it does nothing here).
 # Phases: "train" = train.py only, "both" = train.py and test.py. Values with choices accept only
 # the value this code behaves like (SPADE's default), so nothing else is silently ignored.
@@ -36,10 +38,10 @@ SPADE_NOOP_FLAGS = {
     # CC-FPSE options/base_options.py: its own multi-process launcher (mp.spawn + NCCL). Here multi-GPU
     # training is torchrun + DDP, and --batchSize is the global batch (the official one is per process).
     "--mpdist": ("both", dict(action="store_true"), _TORCHRUN),
-    "--dist_url": ("both", dict(type=str), _TORCHRUN),
-    "--num_servers": ("both", dict(type=int), _TORCHRUN),
-    "--idx_server": ("both", dict(type=int), _TORCHRUN),
-    "--ngpus_per_node": ("both", dict(type=int), _TORCHRUN),
+    "--dist_url": ("both", dict(type=str), _SEE_MPDIST),
+    "--num_servers": ("both", dict(type=int), _SEE_MPDIST),
+    "--idx_server": ("both", dict(type=int), _SEE_MPDIST),
+    "--ngpus_per_node": ("both", dict(type=int), _SEE_MPDIST),
 }
 
 

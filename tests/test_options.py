@@ -59,7 +59,7 @@ def test_option_error_carries_flag_value_and_requirement():
     assert str(err) == "--D_steps_per_G 0: must be a positive integer"
     assert isinstance(err, ValueError)
     names = OptionError("--netG", "foo", ["dagan", "spade"], kind="generator")
-    assert str(names) == "--netG foo: unknown generator; known: condconv, dagan, spade"
+    assert str(names) == "--netG foo: unknown generator; known: dagan, spade"
 
 
 def test_bad_value_is_one_argparse_line_with_status_2(capsys):
