@@ -606,6 +606,27 @@ def test_pixel_depthwise_conv_fast_matches_unfold_reference(shape):
                                                                   kernels[:1, :18, :4, :3].detach().requires_grad_()))
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "strided"])
+def test_pixel_depthwise_conv_in_other_layouts(layout):
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 6, 10, 12, generator=gen, dtype=torch.float64)
+    kernels = torch.randn(2, 54, 10, 12, generator=gen, dtype=torch.float64)
+    if layout == "channels_last":
+        xs, ks = (t.contiguous(memory_format=torch.channels_last) for t in (x, kernels))
+    else:  # H and W swapped in memory: neither NCHW nor channels-last
+        xs, ks = (t.transpose(2, 3).contiguous().transpose(2, 3) for t in (x, kernels))
+        assert not ks.is_contiguous() and not ks.is_contiguous(memory_format=torch.channels_last)
+    xs.requires_grad_()
+    ks.requires_grad_()
+    out = ops.pixel_depthwise_conv3x3(xs, ks)
+    assert torch.allclose(out, ops.reference_pixel_depthwise_conv3x3(x, kernels), atol=1e-12)
+    weight = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    gx, gk = torch.autograd.grad((out * weight).sum(), (xs, ks))
+    x_ref, k_ref = x.clone().requires_grad_(), kernels.clone().requires_grad_()
+    rx, rk = torch.autograd.grad((ops.reference_pixel_depthwise_conv3x3(x_ref, k_ref) * weight).sum(), (x_ref, k_ref))
+    assert torch.allclose(gx, rx, atol=1e-12) and torch.allclose(gk, rk, atol=1e-12)
+
+
 def test_pixel_depthwise_conv_fast_is_float32_exact_enough_and_keeps_no_unfold_copy():
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
     kernels = torch.randn(2, 72, 16, 16, requires_grad=True)

@@ -71,11 +71,21 @@ class _PixelDepthwiseConv3x3(torch.autograd.Function):
         return grad_x, grad_w
 
 
+def _in_a_plain_layout(t):
+    """``t`` itself when NCHW- or channels-last-contiguous (its channel dimension then splits into
+    (C, 9) as a view), else an NCHW copy."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return t
+    return t.contiguous()
+
+
 def pixel_depthwise_conv3x3(x, weights):
-    """Fast: ``x [N,C,H,W]``, ``weights [N,9C,H,W]`` (see the module doc) -> ``[N,C,H,W]``."""
+    """Fast: ``x [N,C,H,W]``, ``weights [N,9C,H,W]`` (see the module doc) -> ``[N,C,H,W]``. Runs in the
+    inputs' own layout, NCHW or channels-last (test.py's default): converting the 9C-channel kernels
+    between layouts costs more than the convolution itself."""
     _check(x, weights)
     dtype = torch.promote_types(x.dtype, weights.dtype)
-    return _PixelDepthwiseConv3x3.apply(x.to(dtype).contiguous(), weights.to(dtype).contiguous())
+    return _PixelDepthwiseConv3x3.apply(_in_a_plain_layout(x.to(dtype)), _in_a_plain_layout(weights.to(dtype)))
 
 
 def reference_pixel_depthwise_conv3x3(x, weights):
