@@ -64,6 +64,11 @@ class BaseDataset(data.Dataset):
         when the dataset is built). Default: ``--dataroot``."""
         return [("--dataroot", opt.dataroot)]
 
+    # A dataset whose appearance is known exactly (the generated ones) scores a model's outputs
+    # without weight files: ``exact_scorer(opt)`` returns the scorer (util/layout_score.py describes
+    # the interface); None = no such score.
+    exact_scorer = None
+
     def set_epoch(self, epoch):
         """Called by the sampler each epoch; seeds the per-sample random crop and flip."""
         self.epoch = int(epoch)

@@ -66,6 +66,7 @@ class BaseModel(nn.Module):
     ema_average_buffers = False  # EMA of floating buffers too (BN statistics, spectral-norm u/v), or copies
     image_rounding = "round"  # how saved PNGs quantise [-1, 1]: "round" or the official "truncate"
     resamples_classes = False  # inference_samples(..., resample_class=C) re-draws noise inside class C
+    default_dataset_mode = "synthetic"  # --dataset_mode when none is given (the model's embedded task)
     loss_names = ()
     evaluation_pair = None
     extra_visual_names = ()

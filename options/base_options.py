@@ -228,6 +228,9 @@ class BaseOptions:
         self.parser = parser
         self.initialize(parser)
         opt, _ = parser.parse_known_args()
+        # Without --dataset_mode the model's embedded task is used (semantic models: the synthetic scenes).
+        parser.set_defaults(dataset_mode=models.find_model_using_name(opt.model).default_dataset_mode)
+        opt, _ = parser.parse_known_args()
 
         saved, saved_origin = {}, None
         self.option_file_read = None

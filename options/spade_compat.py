@@ -36,25 +36,29 @@ def noop_dest(flag):
     return flag.lstrip("-")
 
 
-def add_noop_flags(parser, is_train):
-    """Declare the no-op flags of this phase, in their own group of ``--help``. Their default is
+def add_noop_flags(parser, is_train, table=None, title="SPADE flags accepted for compatibility, without effect here"):
+    """Declare the no-op flags of this phase (``table``: flag -> (phases, kwargs, reason); default
+    SPADE's), in their own group of ``--help``. Phases: "train", "test" or "both". Their default is
     ``SUPPRESS``: absent from the options object unless given."""
-    group = parser.add_argument_group("SPADE flags accepted for compatibility, without effect here")
-    for flag, (phases, kwargs, reason) in SPADE_NOOP_FLAGS.items():
-        if phases == "train" and not is_train:
+    group = parser.add_argument_group(title)
+    for flag, (phases, kwargs, reason) in (SPADE_NOOP_FLAGS if table is None else table).items():
+        if (phases == "train" and not is_train) or (phases == "test" and is_train):
             continue
+        if flag.lstrip("-") in parser.declared():
+            continue  # a real option of this model / dataset
         group.add_argument(flag, default=argparse.SUPPRESS, **kwargs, help=reason)
     return parser
 
 
-def pop_noop_flags(opt):
-    """Remove the given no-op flags from ``opt``, warning once for each; returns their flags."""
+def pop_noop_flags(opt, table=None):
+    """Remove the given no-op flags of ``table`` (default SPADE's) from ``opt``, warning once for
+    each; returns their flags."""
     given = []
-    for flag in SPADE_NOOP_FLAGS:
+    table = SPADE_NOOP_FLAGS if table is None else table
+    for flag in table:
         dest = noop_dest(flag)
         if dest in vars(opt):
             delattr(opt, dest)
             given.append(flag)
-            logger.warning("%s is accepted for SPADE compatibility but has no effect here (%s)",
-                           flag, SPADE_NOOP_FLAGS[flag][2])
+            logger.warning("%s is accepted for compatibility but has no effect here (%s)", flag, table[flag][2])
     return given

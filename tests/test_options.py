@@ -86,7 +86,7 @@ def test_bad_value_is_one_argparse_line_with_status_2(capsys):
     (["--netD", "fpse"], "--netD fpse: unknown discriminator; known: multiscale"),
     (["--dataset_mode", "horse2zebra"], "--dataset_mode horse2zebra: unknown dataset mode; known: ade20k, "
                                         "celebamask_hq, cityscapes, coco, custom, deepfashion, facades, synthetic"),
-    (["--model", "cyclegan"], "--model cyclegan: unknown model; known: oasis, pix2pix"),
+    (["--model", "cyclegan"], "--model cyclegan: unknown model; known: attention_gan, oasis, pix2pix"),
     (["--memory_format", "channels_last"], "--memory_format channels_last: is for inference only"),
     (["--gpu_ids", "0;1"], "--gpu_ids 0;1: must be a comma-separated list of integers"),
     (["--niter", "0", "--niter_decay", "0"], "--niter 0: --niter + --niter_decay (0) must be at least one epoch"),

@@ -1,0 +1,184 @@
+"""``--dataset_mode synthetic_unpaired``: the embedded unpaired task, generated on first use (the main
+job of ``--model attention_gan``).
+
+The synthetic scenes (``data/synthetic.py``) rendered in two palettes: domain A as the synthetic
+dataset draws them (channel levels 30 / 225, textures +-15), domain B with every channel inverted and
+compressed, v -> 70 + 0.45 (255 - v) (levels 171 / 83, textures +-7): the two palettes share no colour,
+so translating A to B and keeping B as it is (CycleGAN's identity loss) do not contradict each other.
+A and B are drawn from different scenes, never paired. Layout under ``--dataroot`` (default ``./datasets/synthetic_unpaired``):
+``trainA/ trainB/ testA/ testB/`` (PNG) and ``testA_label/ testB_label/`` (the class ids of the test
+scenes, for the score), ``synthetic_unpaired.json`` last.
+
+Score (:class:`TranslationScorer`, needs no weight file): the exact segmenter of the target domain
+labels each translated test image; the score is the fraction of its pixels whose class is the source
+scene's class (A->B and B->A), plus the mean of the background mask A_10 of G_A (how much of the
+output the generator copied from its input: for a palette inversion, little should be).
+"""
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data import synthetic
+from data.unaligned_dataset import UnalignedDataset
+from util.errors import require_positive
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "synthetic_unpaired.json"
+GENERATOR_VERSION = 2
+# Split -> index of the scene stream (the paired synthetic dataset uses 0 and 1).
+_STREAMS = {"trainA": 2, "trainB": 3, "testA": 4, "testB": 5}
+
+
+B_OFFSET, B_SCALE = 70.0, 0.45
+
+
+def to_domain_b(image):
+    """Domain B's rendering of a domain-A image: uint8 [H,W,3] -> uint8."""
+    return np.clip(np.rint(B_OFFSET + B_SCALE * (255.0 - image.astype(np.float32))), 0, 255).astype(np.uint8)
+
+
+def from_domain_b(images):
+    """The inverse on float images in [-1,1] (tensor [B,3,H,W]): what domain A's exact segmenter reads."""
+    values = (images + 1) * 127.5
+    return (255.0 - (values - B_OFFSET) / B_SCALE) / 127.5 - 1.0
+
+
+def ensure_dataset(root, seed, num_train, num_test, size):
+    wanted = {"version": GENERATOR_VERSION, "seed": int(seed), "num_train": int(num_train),
+              "num_test": int(num_test), "size": int(size)}
+    meta = os.path.join(root, META_FILE)
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            found = json.load(f)
+        if found == wanted:
+            return root
+        raise ValueError(f"{root} holds an unpaired synthetic dataset generated with {found}, but {wanted} was "
+                         "requested; delete the folder to regenerate it, or choose another --dataroot")
+    if os.path.isdir(root) and os.listdir(root):
+        raise ValueError(f"{root} exists and is not empty but has no {META_FILE}: choose an empty or missing "
+                         "--dataroot for --dataset_mode synthetic_unpaired")
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".synthetic-unpaired-tmp-", dir=parent)
+    try:
+        for split, stream in _STREAMS.items():
+            count = num_train if split.startswith("train") else num_test
+            os.makedirs(os.path.join(tmp, split))
+            if split.startswith("test"):
+                os.makedirs(os.path.join(tmp, split + "_label"))
+            for i in range(count):
+                label, _, image = synthetic.generate_scene(np.random.default_rng([seed, stream, i]), size)
+                if split.endswith("B"):
+                    image = to_domain_b(image)
+                name = f"{split}_{i:05d}.png"
+                Image.fromarray(image).save(os.path.join(tmp, split, name))
+                if split.startswith("test"):
+                    Image.fromarray(label).save(os.path.join(tmp, split + "_label", name))
+        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+            json.dump(wanted, f, indent=2, sort_keys=True)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not os.path.isfile(meta):
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("generated the unpaired synthetic dataset (%d + %d train, %d + %d test, %dx%d) in %s",
+                num_train, num_train, num_test, num_test, size, size, root)
+    return root
+
+
+class SyntheticUnpairedDataset(UnalignedDataset):
+    """Unpaired synthetic scenes; samples as in UnalignedDataset, plus at test time 'A_label' and
+    'B_label' (int64 [1,H,W], the class ids of the scenes) for the score."""
+
+    @staticmethod
+    def modify_commandline_options(parser, is_train):
+        parser = UnalignedDataset.modify_commandline_options(parser, is_train)
+        parser.add_argument("--synthetic_seed", type=int, default=synthetic.DEFAULT_SEED,
+                            help="seed of the generated scenes")
+        parser.add_argument("--synthetic_num_train", type=int, default=synthetic.DEFAULT_NUM_TRAIN,
+                            help="generated training scenes per domain")
+        parser.add_argument("--synthetic_num_val", type=int, default=synthetic.DEFAULT_NUM_VAL,
+                            help="generated test scenes per domain")
+        parser.add_argument("--synthetic_size", type=int, default=32, help="side of the generated scenes")
+        parser.set_defaults(dataroot="./datasets/synthetic_unpaired", preprocess_mode="resize_and_crop",
+                            load_size=32, crop_size=32, display_winsize=64)
+        return parser
+
+    @staticmethod
+    def validate_options(opt):
+        UnalignedDataset.validate_options(opt)
+        require_positive(opt, "synthetic_num_train", "synthetic_num_val", "synthetic_size")
+
+    @classmethod
+    def input_folders(cls, opt):
+        return []  # generated under --dataroot on first use
+
+    @staticmethod
+    def exact_scorer(opt):
+        return TranslationScorer(opt)
+
+    def __init__(self, opt):
+        ensure_dataset(opt.dataroot, opt.synthetic_seed, opt.synthetic_num_train, opt.synthetic_num_val,
+                       opt.synthetic_size)
+        super().__init__(opt)
+
+    def __getitem__(self, index):
+        sample = super().__getitem__(index)
+        if not self.train:
+            for key in ("A", "B"):
+                path = sample[f"{key}_paths"]
+                folder, name = os.path.split(path)
+                label = np.array(Image.open(os.path.join(folder + "_label", name)), dtype=np.int64)
+                sample[f"{key}_label"] = torch.from_numpy(label)[None]
+        return sample
+
+
+class TranslationScorer:
+    """``add(outputs, batch, fake_name)`` per batch of ``model.inference(..., extras=True)``; ``scores()``
+    -> {'A_to_B_accuracy', 'B_to_A_accuracy', 'background_mask'} (floats in [0, 1]).
+
+    A->B accuracy: the fraction of pixels of fake_B that domain B's exact segmenter (the synthetic
+    segmenter on the image mapped back to A's palette) puts in the class of the source scene; B->A likewise with domain
+    A's segmenter. background_mask: the mean of G_A's background mask A_10 ('attention_B', mask 10).
+    """
+
+    kind, what, needs_extras = "translation", "translated", True
+    main_metric = "A_to_B_accuracy"
+
+    def __init__(self, opt):
+        self.segmenter = synthetic.SyntheticSegmenter()
+        self.hits = {"A_to_B": 0, "B_to_A": 0}
+        self.pixels = {"A_to_B": 0, "B_to_A": 0}
+        self.mask_sum, self.mask_pixels = 0.0, 0
+
+    def add(self, outputs, batch, fake_name=None, kept=None):
+        kept = kept if kept is not None else outputs["fake_B"].size(0)
+        pairs = (("A_to_B", outputs["fake_B"], batch["A_label"], True),
+                 ("B_to_A", outputs["fake_A"], batch["B_label"], False))
+        for key, fake, label, to_b in pairs:
+            fake = fake[:kept].detach().float().cpu()
+            pred = self.segmenter.segment(from_domain_b(fake) if to_b else fake)
+            target = label[:kept, 0]
+            self.hits[key] += int((pred == target).sum())
+            self.pixels[key] += target.numel()
+        if "attention_B" in outputs:
+            background = outputs["attention_B"][:kept, -1].float()
+            self.mask_sum += float(background.sum())
+            self.mask_pixels += background.numel()
+
+    def scores(self):
+        out = {f"{k}_accuracy": self.hits[k] / max(self.pixels[k], 1) for k in self.hits}
+        if self.mask_pixels:
+            out["background_mask"] = self.mask_sum / self.mask_pixels
+        return out
