@@ -158,11 +158,13 @@ def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, tr
     rng_per_rank = ddp.gather_rng_states()
     if not is_main_process():
         return
+    # The weight files first: writing the EMA files may re-estimate the EMA's BatchNorm statistics in
+    # place (OASIS), which the full state must then hold, so that a resumed run continues from them.
+    save_weight_files(trainer.model, opt, 'latest', total_iters, train_eval)
     extra = {'train_eval': train_eval.state_dict()}  # EMA networks and the best evaluation so far
     if rng_per_rank is not None:
         extra['rng_per_rank'] = rng_per_rank
     ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=extra)
-    save_weight_files(trainer.model, opt, 'latest', total_iters, train_eval)
 
 
 def save_weight_files(model, opt, label, total_iters, train_eval):

@@ -324,3 +324,58 @@ def test_fine_tuning_official_checkpoints_is_the_official_step(tmp_path):
         assert same >= 0.98 * total, (name, same, total)
         assert not torch.equal(got["model.11.weight" if name.startswith("D") else "conv1.weight"],
                                start["model.11.weight" if name.startswith("D") else "conv1.weight"])
+
+
+def test_resume_is_exact_with_the_image_pools(tmp_path):
+    """A run stopped after epoch 1 and continued ends with the weights of an uninterrupted run: the
+    pools (extra state) and Python's random state (their draws) are in the full-state checkpoint."""
+    root = write_unaligned(tmp_path / "u", n_a=3, n_b=2, size=(32, 32), splits=("train",))
+
+    def args(ck):
+        return ["--model", "attention_gan", "--dataset_mode", "unaligned", "--dataroot", str(root), "--gpu_ids", "-1",
+                "--name", "r", "--checkpoints_dir", str(ck), "--load_size", "32", "--crop_size", "32", "--ngf", "4",
+                "--ndf", "4", "--pool_size", "2", "--niter", "1", "--niter_decay", "1", "--no_html"]
+
+    train.main(args(tmp_path / "a"), stop_after_epoch=1)
+    train.main(args(tmp_path / "a") + ["--continue_train"])
+    train.main(args(tmp_path / "b"))
+    for name in ("G_A", "G_B", "D_A", "D_B"):
+        resumed = torch.load(tmp_path / "a" / "r" / f"latest_net_{name}.pth", weights_only=True)
+        straight = torch.load(tmp_path / "b" / "r" / f"latest_net_{name}.pth", weights_only=True)
+        for k in straight:
+            assert torch.equal(resumed[k], straight[k]), (name, k)
+
+
+def test_synthetic_unpaired_task_and_its_exact_score(tmp_path):
+    """The two palettes share no colour, each domain's exact segmenter labels its real images exactly,
+    and the score is 1 for a perfect translation and low for copying the input."""
+    import data
+    from data.synthetic_unpaired_dataset import TranslationScorer, to_domain_b
+
+    opt = build_options(False, model="attention_gan", dataroot=str(tmp_path / "s"), synthetic_num_train=2,
+                        synthetic_num_val=3)
+    ds = data.create_dataset(opt)
+    assert opt.dataset_mode == "synthetic_unpaired" and len(ds) == 3
+    palette_a = {tuple(c) for c in np.asarray(Image.open(ds.A_paths[0])).reshape(-1, 3)}
+    palette_b = {tuple(c) for c in np.asarray(Image.open(ds.B_paths[0])).reshape(-1, 3)}
+    assert not palette_a & palette_b
+    batch = {k: torch.stack([ds[i][k] for i in range(3)]) for k in ("A", "B", "A_label", "B_label")}
+    # the true translation of the A scenes into palette B, and of the B scenes back into palette A
+    true_b = torch.stack([torch.from_numpy(to_domain_b(np.asarray(Image.open(ds.A_paths[i]))).astype(np.float32)
+                                           / 127.5 - 1).permute(2, 0, 1) for i in range(3)])
+    scorer = TranslationScorer(opt)
+    scorer.add({"fake_B": true_b, "fake_A": ds_images_a(ds, batch)}, batch)
+    assert scorer.scores()["A_to_B_accuracy"] == 1.0 and scorer.scores()["B_to_A_accuracy"] == 1.0
+    copy = TranslationScorer(opt)
+    copy.add({"fake_B": batch["A"], "fake_A": batch["B"],
+              "attention_B": torch.ones(3, 10, 1, 32, 32) / 10}, batch)
+    scores = copy.scores()
+    assert scores["A_to_B_accuracy"] < 0.5 and scores["background_mask"] == pytest.approx(0.1)
+
+
+def ds_images_a(ds, batch):
+    """Palette A renderings of the B scenes: the synthetic renderer applied to their labels."""
+    from data.synthetic import render_image
+
+    return torch.stack([torch.from_numpy(render_image(batch["B_label"][i, 0].numpy()).astype(np.float32)
+                                         / 127.5 - 1).permute(2, 0, 1) for i in range(batch["B"].size(0))])

@@ -36,7 +36,7 @@ from util import checkpoint as ckpt
 from util.distributed import is_main_process, unwrap
 from util.errors import MissingFileError
 from util.util import write_text_atomic
-from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm
+from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm, recalibrate_in_place
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,11 @@ class TrainEval:
             net = ema.net
             if self.recalib_batches > 0 and has_batchnorm(net):
                 with preserved_rng():
-                    net = recalibrate_batchnorm(net, self._recalibration_inputs(name), self.recalib_batches)
+                    inputs = self._recalibration_inputs(name)
+                    if self.model.ema_recalibration == 'in_place':
+                        net = recalibrate_in_place(net, inputs, self.recalib_batches)
+                    else:
+                        net = recalibrate_batchnorm(net, inputs, self.recalib_batches)
             self._eval_nets[name] = cached = (ema.num_updates, net)
         return cached[1]
 
