@@ -87,7 +87,7 @@ def validate_options(opt):
     if opt.input_nc != 3 or opt.output_nc != 3:
         raise OptionError("--input_nc" if opt.input_nc != 3 else "--output_nc", opt.input_nc if opt.input_nc != 3
                           else opt.output_nc, "the AttentionGAN generator works on RGB images (9 RGB content images)")
-    pop_noop_flags(opt, NOOP_FLAGS)
+    pop_noop_flags(opt, NOOP_FLAGS, "AttentionGAN / CycleGAN")
     if opt.crop_size % 4:
         raise OptionError("--crop_size", opt.crop_size, "must be a multiple of 4 (the generator halves the image twice)")
     if not opt.isTrain:

@@ -50,9 +50,10 @@ def add_noop_flags(parser, is_train, table=None, title="SPADE flags accepted for
     return parser
 
 
-def pop_noop_flags(opt, table=None):
+def pop_noop_flags(opt, table=None, source="SPADE"):
     """Remove the given no-op flags of ``table`` (default SPADE's) from ``opt``, warning once for
-    each; returns their flags."""
+    each ("<flag> is accepted for <source> compatibility but has no effect here (<why>)"); returns
+    their flags."""
     given = []
     table = SPADE_NOOP_FLAGS if table is None else table
     for flag in table:
@@ -60,5 +61,6 @@ def pop_noop_flags(opt, table=None):
         if dest in vars(opt):
             delattr(opt, dest)
             given.append(flag)
-            logger.warning("%s is accepted for compatibility but has no effect here (%s)", flag, table[flag][2])
+            logger.warning("%s is accepted for %s compatibility but has no effect here (%s)", flag, source,
+                           table[flag][2])
     return given
