@@ -2,10 +2,13 @@
 job of ``--model attention_gan``).
 
 The synthetic scenes (``data/synthetic.py``) rendered in two palettes: domain A as the synthetic
-dataset draws them (channel levels 30 / 225, textures +-15), domain B with every channel inverted and
-compressed, v -> 70 + 0.45 (255 - v) (levels 171 / 83, textures +-7): the two palettes share no colour,
-so translating A to B and keeping B as it is (CycleGAN's identity loss) do not contradict each other.
-A and B are drawn from different scenes, never paired. Layout under ``--dataroot`` (default ``./datasets/synthetic_unpaired``):
+dataset draws them (channel levels 30 / 225, textures +-15), domain B darker and flatter, every channel
+v -> 70 + 0.45 v (levels 83.5 / 171, textures +-7). The two palettes share no colour, so translating A
+to B and keeping B as it is (CycleGAN's identity loss) do not contradict each other; each class keeps
+its hue and its texture, so which B colour a class must get is identifiable from unpaired data (with an
+inverted palette it is not: any colour permutation preserving the set of colours fools the
+discriminators equally, and a CycleGAN learns the hue-preserving one). A and B are drawn from different
+scenes, never paired. Layout under ``--dataroot`` (default ``./datasets/synthetic_unpaired``):
 ``trainA/ trainB/ testA/ testB/`` (PNG) and ``testA_label/ testB_label/`` (the class ids of the test
 scenes, for the score), ``synthetic_unpaired.json`` last.
 
@@ -32,7 +35,7 @@ from util.errors import require_positive
 logger = logging.getLogger(__name__)
 
 META_FILE = "synthetic_unpaired.json"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # Split -> index of the scene stream (the paired synthetic dataset uses 0 and 1).
 _STREAMS = {"trainA": 2, "trainB": 3, "testA": 4, "testB": 5}
 
@@ -42,13 +45,13 @@ B_OFFSET, B_SCALE = 70.0, 0.45
 
 def to_domain_b(image):
     """Domain B's rendering of a domain-A image: uint8 [H,W,3] -> uint8."""
-    return np.clip(np.rint(B_OFFSET + B_SCALE * (255.0 - image.astype(np.float32))), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(B_OFFSET + B_SCALE * image.astype(np.float32)), 0, 255).astype(np.uint8)
 
 
 def from_domain_b(images):
     """The inverse on float images in [-1,1] (tensor [B,3,H,W]): what domain A's exact segmenter reads."""
     values = (images + 1) * 127.5
-    return (255.0 - (values - B_OFFSET) / B_SCALE) / 127.5 - 1.0
+    return ((values - B_OFFSET) / B_SCALE) / 127.5 - 1.0
 
 
 def ensure_dataset(root, seed, num_train, num_test, size):

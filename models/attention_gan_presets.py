@@ -11,6 +11,6 @@ official networks (counts as released) on 32x32 scenes; measured figures in the 
 ARCHITECTURE_KEYS = ("ngf",)
 
 PRESETS = {
-    "synthetic_unpaired": dict(niter=1, niter_decay=1, print_freq=20, display_freq=100, save_epoch_freq=1,
-                               save_latest_freq=1000, pool_size=50),
+    "synthetic_unpaired": dict(batchSize=4, niter=2, niter_decay=1, print_freq=10, display_freq=50,
+                               save_epoch_freq=1, save_latest_freq=1000),
 }
