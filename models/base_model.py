@@ -71,6 +71,7 @@ class BaseModel(nn.Module):
     image_rounding = "round"  # how saved PNGs quantise [-1, 1]: "round" or the official "truncate"
     resamples_classes = False  # inference_samples(..., resample_class=C) re-draws noise inside class C
     default_dataset_mode = "synthetic"  # --dataset_mode when none is given (the model's embedded task)
+    default_name = "synthetic_dagan"  # --name when none is given (the main job's run folder)
     loss_names = ()
     evaluation_pair = None
     extra_visual_names = ()

@@ -109,6 +109,7 @@ class OasisModel(BaseModel):
     ema_recalibration = "in_place"  # the official update_EMA: train-mode passes, momentum 0.1
     image_rounding = "truncate"  # PNGs as the official code writes them: uint8((x + 1) / 2 * 255)
     resamples_classes = True
+    default_name = "synthetic_oasis"
 
     modify_commandline_options = staticmethod(oasis_options.modify_commandline_options)
     validate_options = staticmethod(oasis_options.validate_options)

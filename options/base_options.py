@@ -228,8 +228,10 @@ class BaseOptions:
         self.parser = parser
         self.initialize(parser)
         opt, _ = parser.parse_known_args()
-        # Without --dataset_mode the model's embedded task is used (semantic models: the synthetic scenes).
-        parser.set_defaults(dataset_mode=models.find_model_using_name(opt.model).default_dataset_mode)
+        # Without --dataset_mode the model's embedded task is used (semantic models: the synthetic scenes),
+        # and without --name the model's main-job run folder (DAGAN's, OASIS's ... do not collide).
+        model_cls = models.find_model_using_name(opt.model)
+        parser.set_defaults(dataset_mode=model_cls.default_dataset_mode, name=model_cls.default_name)
         opt, _ = parser.parse_known_args()
 
         saved, saved_origin = {}, None
