@@ -47,7 +47,7 @@ from util.cpu import adapt_threads, apply_cpu_settings
 from util.errors import MissingFileError, run_cli
 from util.html import HTML
 from util.util import write_text_atomic
-from util.layout_score import LayoutScorer  # noqa: F401 - re-exported (shared with train.py)
+from util.layout_score import LayoutScorer, exact_scorer  # noqa: F401 - LayoutScorer re-exported
 from util.metrics.segmentation import format_scores
 from util.preflight import check_data_folders, check_model_files
 
@@ -101,6 +101,13 @@ def save_visuals(visuals, index, stem, web_dir, opt, rounding="round"):
     images = {}
     for name, batch in visuals.items():
         item = batch[index]
+        if item.dim() == 4:  # a stack of K maps or images [K,C,H,W]: images/<picture>/<stem>_<k>.png, k from 1
+            for k in range(item.size(0)):
+                for picture, array in util.visual_arrays(name, item[k], opt, rounding).items():
+                    rel = os.path.join("images", picture, f"{stem}_{k + 1}.png")
+                    util.save_image(array, os.path.join(web_dir, rel))
+                    images[f"{picture} {k + 1}"] = rel
+            continue
         for picture, array in util.visual_arrays(name, item, opt, rounding).items():
             rel = os.path.join("images", picture, stem + ".png")
             util.save_image(array, os.path.join(web_dir, rel))
@@ -223,8 +230,13 @@ def write_page(opt, model, web_dir, rows, metric_tables, loaded):
     page.add_header("Images")
     for stem, images in rows:
         page.add_header(stem)
-        names = list(images)
-        page.add_images([images[n] for n in names], names, None, width=256)
+        # One row of the single pictures, then one row per stack (the K samples of --n_samples, the K
+        # masks / content images of --save_attention): a grid per image.
+        groups = {}
+        for name in images:
+            groups.setdefault(name.split(" ")[0] if " " in name else "", []).append(name)
+        for names in groups.values():
+            page.add_images([images[n] for n in names], names, None, width=256 if len(names) <= 6 else 128)
     return page.save()
 
 
@@ -299,9 +311,10 @@ def main(argv=None):
     metric_tables = []
     if layout is not None:
         metrics["layout"] = layout.scores()
-        metric_tables.append(("Layout faithfulness (synthetic segmenter vs input labels)",
+        metric_tables.append((f"{layout.kind.capitalize()} score (the dataset's exact segmenter)",
                               [[k, v] for k, v in metrics["layout"].items()]))
-        print(f"layout score of the {len(rows)} synthesized {opt.phase} images: {format_scores(metrics['layout'])}")
+        print(f"{layout.kind} score of the {len(rows)} {layout.what} {opt.phase} images: "
+              f"{format_scores(metrics['layout'])}")
     if evaluation is not None:
         metrics["evaluate"] = evaluation.run(web_dir, label_paths, model.evaluation_pair)
         metric_tables.append(("Evaluation (--evaluate)", _flatten(metrics["evaluate"])))
@@ -316,8 +329,8 @@ def main(argv=None):
 
 def generate(opt, model, dataloader, web_dir):
     """Run ``model.inference`` over the split and save the visuals; returns (rows [(stem, {picture:
-    path})], label paths, LayoutScorer or None)."""
-    layout = LayoutScorer(opt) if opt.dataset_mode == "synthetic" else None
+    path})], label paths, the dataset's exact scorer or None)."""
+    layout = exact_scorer(opt)
     total = min(len(dataloader.dataset), opt.how_many)
     rows, label_paths, seen = [], [], {}
     fake_name = model.evaluation_pair[1] if model.evaluation_pair else None
@@ -336,7 +349,11 @@ def generate(opt, model, dataloader, web_dir):
                     samples = [{fake_name: out[fake_name].float()} for out in samples]
                     visuals.pop(fake_name)
                 else:
-                    visuals = model.inference(batch, extras=opt.save_attention)
+                    scored_extras = layout is not None and layout.needs_extras
+                    outputs = model.inference(batch, extras=opt.save_attention or scored_extras)
+                    # extras computed for the score only are not saved
+                    visuals = {k: v for k, v in outputs.items()
+                               if opt.save_attention or k not in model.extra_visual_names}
             visuals = {k: v.float() if v.is_floating_point() else v for k, v in visuals.items()}
             start = len(rows)
             for i, path in enumerate(batch["path"]):
@@ -358,9 +375,7 @@ def generate(opt, model, dataloader, web_dir):
                 rows.append((stem, images))
                 bar.update(1)
             if layout is not None:
-                kept = len(rows) - start
-                fakes = samples[0][fake_name] if samples else visuals[fake_name]
-                layout.update(fakes[:kept], batch["label"][:kept])
+                layout.add(samples[0] if samples else outputs, batch, fake_name, kept=len(rows) - start)
     return rows, label_paths, layout
 
 

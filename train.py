@@ -34,6 +34,7 @@ from util import ddp
 from util.cpu import adapt_threads, apply_cpu_settings, check_resume_environment
 from util.distributed import barrier, is_main_process
 from util.errors import MissingFileError, UserError, run_cli
+from util.layout_score import exact_scorer
 from util.metrics.segmentation import format_scores
 from util.preflight import check_data_folders, check_model_files
 from util.train_eval import TrainEval, val_options
@@ -157,11 +158,13 @@ def save_checkpoint(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, tr
     rng_per_rank = ddp.gather_rng_states()
     if not is_main_process():
         return
+    # The weight files first: writing the EMA files may re-estimate the EMA's BatchNorm statistics in
+    # place (OASIS), which the full state must then hold, so that a resumed run continues from them.
+    save_weight_files(trainer.model, opt, 'latest', total_iters, train_eval)
     extra = {'train_eval': train_eval.state_dict()}  # EMA networks and the best evaluation so far
     if rng_per_rank is not None:
         extra['rng_per_rank'] = rng_per_rank
     ckpt.save_training_state(trainer, opt, epoch, epoch_iter, total_iters, epoch_done, extra=extra)
-    save_weight_files(trainer.model, opt, 'latest', total_iters, train_eval)
 
 
 def save_weight_files(model, opt, label, total_iters, train_eval):
@@ -172,15 +175,16 @@ def save_weight_files(model, opt, label, total_iters, train_eval):
     model.weights_saved(opt, label, total_iters)
 
 
-def evaluate_layout(opt, model, visualizer, epoch, total_iters, train_eval):
-    """Synthetic dataset: synthesize the val split (with the EMA networks of --ema_decay) and score it
-    with the dataset's exact segmenter (pixel accuracy, mean class accuracy, mIoU vs the input labels)."""
-    from util.layout_score import score_layout
+def evaluate_exactly(opt, model, visualizer, epoch, total_iters, train_eval, scorer):
+    """A generated dataset: synthesize the val split (with the EMA networks of --ema_decay) and score it
+    with the dataset's exact scorer (synthetic: pixel accuracy, mean class accuracy, mIoU of the
+    dataset's exact segmenter vs the input labels)."""
+    from util.layout_score import score_model
 
     loader = data.create_dataloader(val_options(opt))
     with train_eval.evaluation_networks():
-        scores = score_layout(model, loader, opt)
-    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=f'layout ({train_eval.what})')
+        scores = score_model(model, loader, scorer)
+    visualizer.log_evaluation(epoch, total_iters, scores, split='val', what=f'{scorer.kind} ({train_eval.what})')
     return scores
 
 
@@ -324,9 +328,10 @@ def _train(opt, options, stop_after_epoch, stop_after_iter):
         visualizer.save_page()
 
     scores = {}
-    if opt.dataset_mode == 'synthetic' and is_main_process():
-        scores = evaluate_layout(opt, model, visualizer, max(loop.epoch, 0), loop.total_iters, train_eval)
-        print(f'layout score of the synthesized val images: {format_scores(scores)}')
+    scorer = exact_scorer(opt)
+    if scorer is not None and is_main_process():
+        scores = evaluate_exactly(opt, model, visualizer, max(loop.epoch, 0), loop.total_iters, train_eval, scorer)
+        print(f'{scorer.kind} score of the {scorer.what} val images: {format_scores(scores)}')
     logger.info('training finished in %.1f s; checkpoints and web page in %s', time.time() - t_start,
                 ckpt.run_dir(opt))
     return scores

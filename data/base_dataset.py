@@ -64,6 +64,11 @@ class BaseDataset(data.Dataset):
         when the dataset is built). Default: ``--dataroot``."""
         return [("--dataroot", opt.dataroot)]
 
+    # A dataset whose appearance is known exactly (the generated ones) scores a model's outputs
+    # without weight files: ``exact_scorer(opt)`` returns the scorer (util/layout_score.py describes
+    # the interface); None = no such score.
+    exact_scorer = None
+
     def set_epoch(self, epoch):
         """Called by the sampler each epoch; seeds the per-sample random crop and flip."""
         self.epoch = int(epoch)
@@ -164,5 +169,6 @@ def transform_map(array, opt, params):
 def transform_image(img, opt, params):
     """RGB PIL image -> float32 tensor [3,H',W'] in [-1,1], BICUBIC resampling."""
     img = transform_pil(img, opt, params, Image.BICUBIC)
-    array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    # ToTensor + Normalize(0.5, 0.5), the official codes' computation, in float32: (x / 255 - 0.5) / 0.5
+    array = (np.asarray(img, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))

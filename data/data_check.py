@@ -225,7 +225,9 @@ def _splits(opt):
     """[(description, options)] of the splits a run reads: its own, and for training the val split
     when it is evaluated during or after training (--eval_freq; the synthetic layout score)."""
     splits = [(f"{opt.phase} split", opt)]
-    if opt.isTrain and (opt.eval_freq > 0 or opt.dataset_mode == "synthetic"):
+    from util.layout_score import has_exact_score
+
+    if opt.isTrain and (opt.eval_freq > 0 or has_exact_score(opt)):
         from util.train_eval import val_options
         splits.append(("val split (evaluated during training)", val_options(opt)))
     return splits

@@ -41,6 +41,12 @@ class SyntheticDataset(CustomDataset):
     def input_folders(opt):
         return []  # generated under --dataroot on first use
 
+    @staticmethod
+    def exact_scorer(opt):
+        from util.layout_score import LayoutScorer
+
+        return LayoutScorer(opt)
+
     def folders(self, opt):
         root = synthetic.ensure_synthetic_dataset(
             opt.dataroot,

@@ -64,8 +64,14 @@ class BaseModel(nn.Module):
     ema_network_names = ()
     ema_after_phase = None
     ema_average_buffers = False  # EMA of floating buffers too (BN statistics, spectral-norm u/v), or copies
+    # How the EMA networks' BatchNorm statistics are re-estimated before use (util/train_eval.py):
+    # "copy" = on a copy, equal-weight average from scratch; "in_place" = the EMA network itself runs in
+    # train mode with its BatchNorm momentum (the official OASIS code).
+    ema_recalibration = "copy"
     image_rounding = "round"  # how saved PNGs quantise [-1, 1]: "round" or the official "truncate"
     resamples_classes = False  # inference_samples(..., resample_class=C) re-draws noise inside class C
+    default_dataset_mode = "synthetic"  # --dataset_mode when none is given (the model's embedded task)
+    default_name = "synthetic_dagan"  # --name when none is given (the main job's run folder)
     loss_names = ()
     evaluation_pair = None
     extra_visual_names = ()

@@ -29,6 +29,7 @@ from models.base_model import BaseModel, Phase
 from models.networks import VGGLoss, init_weights
 from models.networks.loss import require_vgg19_weights
 from models.networks.oasis import OASISDiscriminator, OASISGenerator
+from models.networks.ops import to_reference
 from models.pix2pix_model import check_label_range
 from util.errors import CheckpointError
 from util.util import write_text_atomic
@@ -105,8 +106,10 @@ class OasisModel(BaseModel):
     ema_network_names = ("G",)
     ema_after_phase = "discriminator"
     ema_average_buffers = True  # the official EMA averages the whole state dict
+    ema_recalibration = "in_place"  # the official update_EMA: train-mode passes, momentum 0.1
     image_rounding = "truncate"  # PNGs as the official code writes them: uint8((x + 1) / 2 * 255)
     resamples_classes = True
+    default_name = "synthetic_oasis"
 
     modify_commandline_options = staticmethod(oasis_options.modify_commandline_options)
     validate_options = staticmethod(oasis_options.validate_options)
@@ -133,11 +136,12 @@ class OasisModel(BaseModel):
 
     @staticmethod
     def iterations_done(opt, label):
-        """From ``<label>_iter.txt`` (latest / best) or a numeric label, as the official trainer resumes:
-        it continues after iteration ``n``, so ``n + 1`` iterations are done."""
+        """From ``<label>_iter.txt`` (latest / best) or a numeric label, as the official trainer resumes
+        (``get_start_iters``): it continues after iteration ``n`` (``n + 1`` done), except that ``n = 0``
+        counts as not started (iteration 0 runs again)."""
         label = str(label)
         if label.isdigit():
-            return int(label) + 1
+            return int(label) + 1 if int(label) else None
         path = OasisModel._counter_file(opt, label)
         if not os.path.isfile(path):
             return None
@@ -145,12 +149,24 @@ class OasisModel(BaseModel):
             text = f.read().strip()
         if not text.lstrip("-").isdigit():
             raise CheckpointError(f"{path} should hold an iteration number, it holds {text[:40]!r}")
-        return int(text) + 1
+        return int(text) + 1 if int(text) > 0 else None
 
     def __init__(self, opt):
         super().__init__(opt)
-        self.netG = init_weights(OASISGenerator(opt), "xavier", 0.02).to(self.device)
-        self.netD = init_weights(OASISDiscriminator(opt), "xavier", 0.02).to(self.device) if opt.isTrain else None
+        # As the official code: both networks built, then both initialised (the same draws per seed).
+        self.netG = OASISGenerator(opt)
+        self.netD = OASISDiscriminator(opt) if opt.isTrain else None
+        for net in (self.netG, self.netD):
+            if net is not None:
+                init_weights(net, "xavier", 0.02).to(self.device)
+        if opt.isTrain and not opt.fast_ops:
+            # Training runs the official computation (torch's spectral norm on the weight, SPADE's dense
+            # convolution of the one-hot map): the fast layers give the same values up to float rounding,
+            # but Adam's first steps turn the sign of gradient elements that are float noise (e.g. a
+            # conv bias before BatchNorm) into whole +-lr steps, so fine-tuning from an official run would
+            # drift from the official trainer. Inference (test.py) keeps the fast layers.
+            to_reference(self.netG)
+            to_reference(self.netD)
         self.network_names = ("G", "D") if self.netD is not None else ("G",)
         self.unknown = opt.oasis_unknown_label
         if opt.isTrain and opt.add_vgg_loss and not opt.dry_run:

@@ -60,6 +60,9 @@ def modify_commandline_options(parser, is_train):
     parser.add_argument("--no_vgg_loss", dest="add_vgg_loss", action="store_false",
                         help="no VGG loss (the OASIS default; the flag of the pix2pix model, accepted)")
     parser.add_argument("--lambda_vgg", type=float, default=10.0, help="weight of the VGG loss (--add_vgg_loss)")
+    parser.add_argument("--fast_ops", action="store_true",
+                        help="train with the fast layers of models/networks/ops (same values up to float rounding, "
+                             "which Adam's first steps can amplify); default: the official computation")
     parser.add_argument("--vgg_weights", type=str, default=None,
                         help=f"VGG19 ImageNet weights file (default: <torch hub dir>/checkpoints/{VGG19_FILE})")
     # second names of generic settings (see the module docstring)
@@ -80,7 +83,8 @@ def modify_commandline_options(parser, is_train):
                         help="accepted for the official command lines (its loss-plot updates); no effect")
     # The official defaults (config.py); the presets per dataset (models/oasis_presets.py) refine them.
     parser.set_defaults(niter=200, niter_decay=0, ema_decay=0.9999, eval_freq=5000, print_freq=1000,
-                        display_freq=1000, save_latest_freq=10000, save_iter_freq=20000, bn_recalib_batches=50)
+                        display_freq=1000, save_latest_freq=10000, save_iter_freq=20000, bn_recalib_batches=51,
+                        seed=42)
     return parser
 
 

@@ -33,10 +33,10 @@ PRESETS = {
     "deepfashion": dict(no_instance=True),
     "custom": dict(no_instance=True),
     # The main job for OASIS: the synthetic scenes at 64x64 (the D halves the image six times), a narrow
-    # G and D; FID is not computed (the layout score is, at the end and every eval_freq iterations).
+    # G and D, the fast layers; FID is not computed (the layout score is, at the end).
     "synthetic": dict(preprocess_mode="fixed", load_size=64, crop_size=64, aspect_ratio=1.0, no_instance=True,
                       channels_G=8, channels_D=16, spade_hidden=32, z_dim=16, batchSize=4, niter=6,
                       print_freq=10, display_freq=100,
                       eval_freq=0, save_latest_freq=5000, save_iter_freq=0, bn_recalib_batches=20,
-                      lr_g=0.0004, lr_d=0.0004, ema_decay=0.99),
+                      lr_g=0.0004, lr_d=0.0004, ema_decay=0.99, fast_ops=True),
 }

@@ -7,6 +7,7 @@ networks it builds; it checks them after parsing.
 
 from models import networks
 from models.networks.loss import GAN_MODES, VGG19_FILE
+from options.spade_compat import add_noop_flags, pop_noop_flags
 from util.errors import OptionError, require_non_negative, require_positive
 
 # Adam betas: under TTUR the model always uses (0.0, 0.9) (SPADE's defaults); with --no_TTUR it uses
@@ -15,9 +16,26 @@ TTUR_BETAS = (0.0, 0.9)
 NO_TTUR_BETAS = (0.5, 0.999)
 
 
+_TORCHRUN = ("CC-FPSE's multi-process launch: run 'torchrun --nproc_per_node N train.py ...' "
+             "(scripts/launch_train.sh) for DDP over N GPUs, with --batchSize the global batch "
+             "(N x the official per-process --batchSize)")
+_SEE_MPDIST = "a flag of CC-FPSE's multi-process launch (see --mpdist): use torchrun"
+
+# The official CC-FPSE code (options/base_options.py) launches its own processes (mp.spawn + NCCL) with these
+# flags; here multi-GPU training is torchrun + DDP, and --batchSize is the global batch. Accepted, warned about.
+CCFPSE_NOOP_FLAGS = {
+    "--mpdist": ("both", dict(action="store_true"), _TORCHRUN),
+    "--dist_url": ("both", dict(type=str), _SEE_MPDIST),
+    "--num_servers": ("both", dict(type=int), _SEE_MPDIST),
+    "--idx_server": ("both", dict(type=int), _SEE_MPDIST),
+    "--ngpus_per_node": ("both", dict(type=int), _SEE_MPDIST),
+}
+
+
 def modify_commandline_options(parser, is_train):
     """Add the networks' flags, and when training the losses' and the optimiser's."""
     networks.modify_commandline_options(parser, is_train)
+    add_noop_flags(parser, is_train, CCFPSE_NOOP_FLAGS, "CC-FPSE flags accepted without effect here")
     if not is_train:
         parser.add_argument("--sample_z", action="store_true",
                             help="with --use_vae: z ~ N(0, I), seeded by --seed (multimodal, the same images on "
@@ -58,6 +76,7 @@ def modify_commandline_options(parser, is_train):
 
 def validate_options(opt):
     """Check the networks' options, and when training the losses' and the optimiser's."""
+    pop_noop_flags(opt, CCFPSE_NOOP_FLAGS, "CC-FPSE")
     if "semantic_nc" not in vars(opt):
         raise OptionError("--dataset_mode", opt.dataset_mode,
                           f"--model {opt.model} needs a dataset of label maps (a semantic dataset)")

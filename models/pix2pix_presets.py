@@ -26,10 +26,11 @@ Origins:
 """
 
 # The options that shape the networks test.py rebuilds (the others are training hyper-parameters).
-# The geometry keys matter only where a preset sets them (the condconv synthetic preset's 64x64).
+# The geometry keys and the run folder (name) matter only where a preset sets them: the condconv main job's
+# 64x64 and its own run folder, which test.py --netG condconv then finds.
 ARCHITECTURE_KEYS = ("netG", "ngf", "num_upsampling_layers", "norm_G", "use_vae", "z_dim",
-                     "no_sam", "no_cam", "cam_mode", "cam_scales", "preprocess_mode", "load_size", "crop_size",
-                     "aspect_ratio")
+                     "no_sam", "no_cam", "cam_mode", "cam_scales", "condconv_hidden", "preprocess_mode", "load_size",
+                     "crop_size", "aspect_ratio", "name")
 
 # Official public-dataset settings shared by all (SPADE defaults, see above).
 _SPADE_DEFAULTS = dict(lr=0.0002, ngf=64, ndf=64, num_upsampling_layers="normal", print_freq=100)
@@ -73,7 +74,8 @@ VARIANT_PRESETS = {
         # The main job for CC-FPSE (python train.py --netG condconv --netD fpse): the synthetic scenes at
         # 64x64 (the FPSE D halves the image five times and instance-normalises the result), measured to
         # finish within ~10 minutes on 2 CPU cores (see the README).
-        "synthetic": dict(preprocess_mode="fixed", load_size=64, crop_size=64, aspect_ratio=1.0, ngf=16, ndf=16,
+        "synthetic": dict(name="synthetic_ccfpse", preprocess_mode="fixed", load_size=64, crop_size=64,
+                          aspect_ratio=1.0, ngf=16, ndf=16,
                           condconv_hidden=16, batchSize=4, lr=0.0004, niter=4, niter_decay=2, print_freq=10,
                           no_vgg_loss=True),
     },

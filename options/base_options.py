@@ -229,6 +229,11 @@ class BaseOptions:
         self.parser = parser
         self.initialize(parser)
         opt, _ = parser.parse_known_args()
+        # Without --dataset_mode the model's embedded task is used (semantic models: the synthetic scenes),
+        # and without --name the model's main-job run folder (DAGAN's, OASIS's ... do not collide).
+        model_cls = models.find_model_using_name(opt.model)
+        parser.set_defaults(dataset_mode=model_cls.default_dataset_mode, name=model_cls.default_name)
+        opt, _ = parser.parse_known_args()
 
         saved, saved_origin = {}, None
         self.option_file_read = None
@@ -248,9 +253,19 @@ class BaseOptions:
             variant = getattr(parser.parse_known_args()[0], variant_option, None)
             variant_presets = models.get_presets(opt.model, opt.dataset_mode, self.isTrain, variant=variant)
             if variant_presets:
-                parser.set_layers((presets, f"preset {opt.model}/{opt.dataset_mode}"),
-                                  (variant_presets, f"preset {opt.model}/{variant}/{opt.dataset_mode}"),
-                                  (saved, saved_origin))
+                layers = [(presets, f"preset {opt.model}/{opt.dataset_mode}"),
+                          (variant_presets, f"preset {opt.model}/{variant}/{opt.dataset_mode}")]
+                parser.set_layers(*layers, (saved, saved_origin))
+                # A variant with its own main-job run folder (a preset name): the saved options are that
+                # folder's, not those of the folder the model's default name pointed at.
+                renamed, _ = parser.parse_known_args()
+                if renamed.name != opt.name:
+                    saved, saved_origin, self.option_file_read = {}, None, None
+                    if self.reads_option_file(renamed):
+                        saved = self.read_option_file(renamed)
+                        saved_origin = f"from {self.option_file_path(renamed, 'json')}"
+                        self.option_file_read = self.option_file_path(renamed, "json")
+                    parser.set_layers(*layers, (saved, saved_origin))
 
         before = {action.dest: action.default for action in parser._actions}
         data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)

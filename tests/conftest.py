@@ -60,7 +60,7 @@ def build_options(is_train=True, **values):
     from options.train_options import TrainOptions
 
     values = {"gpu_ids": "-1", **values}
-    if is_train and not values.get("vgg_loss"):
+    if is_train and not values.get("vgg_loss") and values.get("model", "pix2pix") != "attention_gan":
         values = {"no_vgg_loss": True, **values}
     args = []
     for name, value in values.items():

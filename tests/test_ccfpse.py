@@ -266,8 +266,11 @@ def test_condconv_presets_and_truncation():
     city = build_options(True, dataset_mode="cityscapes", **CC)
     assert (city.num_upsampling_layers, city.batchSize) == ("more", 8)
     synthetic = build_options(True, **CC)
-    assert (synthetic.crop_size, synthetic.ngf, synthetic.condconv_hidden) == (64, 16, 16)
-    assert build_options(False, netG="condconv").crop_size == 64  # test.py rebuilds the same network
+    assert (synthetic.crop_size, synthetic.ngf, synthetic.condconv_hidden, synthetic.name) == (
+        64, 16, 16, "synthetic_ccfpse")
+    tested = build_options(False, netG="condconv")  # test.py rebuilds the same network from its own folder
+    assert (tested.crop_size, tested.ngf, tested.condconv_hidden, tested.name) == (64, 16, 16, "synthetic_ccfpse")
+    assert build_options(True).name == build_options(False).name == "synthetic_dagan"  # DAGAN's unchanged
     model = models.create_model(build_options(False, netG="condconv", ngf=4, condconv_hidden=4))
     assert model.image_rounding == "truncate"
 
@@ -303,3 +306,17 @@ def test_official_multiprocess_flags_are_accepted_with_a_message(caplog):
 def test_networks_registry_names():
     assert networks.generator_class("condconv") is CondConvGenerator
     assert networks.discriminator_class("fpse") is FPSEDiscriminator
+
+
+def test_test_py_finds_the_condconv_main_job_not_dagans(tmp_path):
+    """Both main jobs trained: test.py --netG condconv reads synthetic_ccfpse/opt.json, not DAGAN's."""
+    import json
+
+    for name, values in (("synthetic_dagan", {"netG": "dagan", "crop_size": 32, "ngf": 16}),
+                         ("synthetic_ccfpse", {"netG": "condconv", "crop_size": 64, "ngf": 16, "condconv_hidden": 16})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "opt.json").write_text(json.dumps(values))
+    opt = build_options(False, netG="condconv", checkpoints_dir=str(tmp_path))
+    assert (opt.name, opt.crop_size, opt.condconv_hidden) == ("synthetic_ccfpse", 64, 16)
+    dagan = build_options(False, checkpoints_dir=str(tmp_path))
+    assert (dagan.name, dagan.netG, dagan.crop_size) == ("synthetic_dagan", "dagan", 32)

@@ -93,6 +93,8 @@ def test_training_commands_say_they_need_the_vgg_weights():
                     continue
                 if ("--model oasis" in command or "train_oasis_" in command) and "--add_vgg_loss" not in command:
                     continue  # OASIS trains without the VGG loss unless --add_vgg_loss
+                if "--model attention_gan" in command or "train_attentiongan_" in command:
+                    continue  # AttentionGAN has no VGG loss
                 if re.search(r"(^|\s)(\.venv/bin/)?python3? train\.py$", command) or "&& .venv/bin/python train.py" in command:
                     continue  # the main job: synthetic preset, no VGG loss
                 checked += 1

@@ -181,22 +181,22 @@ def test_fine_tuning_an_official_run_folder_is_the_official_step(tmp_path, coco)
     tr_args = {"model": "oasis", "dataset_mode": "coco", "dataroot": str(coco), "crop_size": SIZE,
                "load_size": SIZE, "channels_G": 4, "no_3dnoise": True, "spade_hidden": 16}
     opt = build_options(True, **tr_args)
-    models_dir = official_folder(tmp_path, opt, iteration="0")
+    models_dir = official_folder(tmp_path, opt, iteration="1")
     original = tmp_path / "original"
     shutil.copytree(models_dir, original)  # the run overwrites the folder's latest_* files
     before_ema = torch.load(original / "latest_EMA.pth", weights_only=True)
-    # latest_iter.txt says iteration 0 was done: with one image per epoch the official trainer runs
-    # epoch 1 of --num_epochs 2, i.e. exactly one more iteration.
+    # latest_iter.txt says iterations 0 and 1 were done: with one image per epoch the official trainer
+    # (get_start_iters) runs epoch 2 of --num_epochs 3, i.e. exactly one more iteration.
     train.main(COMMON + ["--dataroot", str(coco), "--name", "official", "--checkpoints_dir",
                          str(tmp_path / "checkpoints"), "--continue_train", "--which_iter", "latest",
-                         "--no_labelmix", "--no_flip", "--batch_size", "1", "--num_epochs", "2",
+                         "--no_labelmix", "--no_flip", "--batch_size", "1", "--num_epochs", "3",
                          "--freq_print", "1", "--freq_fid", "0", "--no_html"])
     G_ref, D_ref, losses = _official_step_reference(opt, original, coco)
     run = tmp_path / "checkpoints" / "official"
-    assert (run / "latest_iter.txt").read_text() == "1"
+    assert (run / "latest_iter.txt").read_text() == "2"
     records = [json.loads(line) for line in (run / "loss_log.jsonl").read_text().splitlines()]
     records = [r for r in records if r["kind"] == "loss"]
-    assert [r["iter"] for r in records] == [2]
+    assert [r["iter"] for r in records] == [3]
     for name, value in losses.items():
         assert records[0][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
     for path, ref, lr in (("latest_G.pth", G_ref, 1e-4), ("latest_D.pth", D_ref, 4e-4)):
@@ -228,7 +228,8 @@ def test_fine_tuning_an_official_run_folder_is_the_official_step(tmp_path, coco)
                 assert float(grad[differ].max()) <= max(1e-3 * float(grad.max()), 1e-7), (path, key)
             same += int((~differ).sum())
             total += step_want.numel()
-        assert same >= 0.99 * total, (path, same, total)
+        # Training runs the official computation, so (measured) no element flips; a few may on other CPUs.
+        assert same >= 0.999 * total, (path, same, total)
         # the step moved the weights (the comparison is not vacuous)
         assert not torch.equal(got["conv_img.weight" if "G" in path else "layer_up_last.weight"],
                                start["conv_img.weight" if "G" in path else "layer_up_last.weight"])
@@ -337,3 +338,16 @@ def test_synthetic_preset_is_the_main_job_for_oasis():
     assert (ade.batchSize, ade.niter, ade.ema_decay, ade.semantic_nc, ade.oasis_unknown_label) == (
         32, 200, 0.0, 151, 0)
     assert copy.copy(ade).lr_d == 0.0004
+
+
+def test_latest_iter_zero_means_not_started(tmp_path):
+    """The official get_start_iters: a saved iteration n > 0 resumes after it; n = 0 starts over."""
+    from models.oasis_model import OasisModel
+
+    opt = build_options(True, model="oasis", checkpoints_dir=str(tmp_path), name="run")
+    (tmp_path / "run").mkdir()
+    for text, done in (("0", None), ("5", 6), ("123", 124)):
+        (tmp_path / "run" / "latest_iter.txt").write_text(text)
+        assert OasisModel.iterations_done(opt, "latest") == done
+    assert OasisModel.iterations_done(opt, "40") == 41 and OasisModel.iterations_done(opt, "0") is None
+    assert OasisModel.iterations_done(opt, "best") is None  # no best_iter.txt

@@ -86,7 +86,7 @@ def test_bad_value_is_one_argparse_line_with_status_2(capsys):
     (["--netD", "patch"], "--netD patch: unknown discriminator; known: fpse, multiscale"),
     (["--dataset_mode", "horse2zebra"], "--dataset_mode horse2zebra: unknown dataset mode; known: ade20k, "
                                         "celebamask_hq, cityscapes, coco, custom, deepfashion, facades, synthetic"),
-    (["--model", "cyclegan"], "--model cyclegan: unknown model; known: oasis, pix2pix"),
+    (["--model", "cyclegan"], "--model cyclegan: unknown model; known: attention_gan, oasis, pix2pix"),
     (["--memory_format", "channels_last"], "--memory_format channels_last: is for inference only"),
     (["--gpu_ids", "0;1"], "--gpu_ids 0;1: must be a comma-separated list of integers"),
     (["--niter", "0", "--niter_decay", "0"], "--niter 0: --niter + --niter_decay (0) must be at least one epoch"),
@@ -159,7 +159,11 @@ def test_errors_stop_train_and_test_before_anything_is_built_or_written(tmp_path
 @pytest.mark.parametrize("options_cls", [TrainOptions, TestOptions])
 def test_every_dataset_and_generator_combination_parses(options_cls):
     """No flag is declared twice (argparse would raise on the second declaration)."""
-    for mode in data.known_dataset_modes():
+    from data.pix2pix_dataset import Pix2pixDataset
+
+    semantic = [m for m in data.known_dataset_modes() if issubclass(data.find_dataset_using_name(m), Pix2pixDataset)]
+    assert {"synthetic", "cityscapes", "ade20k", "coco", "custom"} <= set(semantic)
+    for mode in semantic:
         extra = ["--label_dir", "l", "--image_dir", "i"] if mode == "custom" else []
         for net_g in ("dagan", "spade"):
             opt = options_cls().parse(CPU + ["--dataset_mode", mode, "--netG", net_g] + extra)
@@ -315,9 +319,7 @@ def test_test_help_lists_component_flags(capsys, monkeypatch):
 
 # ---------------------------------------------------------------------------------------- SPADE
 def test_spade_noop_flags_parse_and_warn_once(caplog):
-    values = {"--optimizer": ["adam"], "--nef": ["16"], "--netD_subarch": ["n_layer"],
-              "--dist_url": ["tcp://10.0.0.1:8000"], "--num_servers": ["1"], "--idx_server": ["0"],
-              "--ngpus_per_node": ["8"]}
+    values = {"--optimizer": ["adam"], "--nef": ["16"], "--netD_subarch": ["n_layer"]}
     args = [a for flag in SPADE_NOOP_FLAGS for a in [flag] + values.get(flag, [])]
     with caplog.at_level(logging.WARNING):
         opt = TrainOptions().parse(CPU + args)
@@ -350,3 +352,12 @@ def test_spade_command_line_runs_unchanged():
     ])
     assert (opt.dataset_mode, opt.save_latest_freq, opt.semantic_nc, opt.display_winsize) == (
         "cityscapes", 1000, 35, 512)
+
+
+def test_a_model_without_label_maps_is_refused_on_them_and_vice_versa(capsys):
+    """pix2pix / OASIS need label maps; each model names its embedded task as the default dataset."""
+    err = parse_error(TrainOptions, ["--dataset_mode", "unaligned"], capsys)
+    assert "--dataset_mode unaligned: --model pix2pix needs a dataset of label maps" in err
+    assert TrainOptions().parse(CPU + ["--model", "attention_gan"]).dataset_mode == "synthetic_unpaired"
+    assert TrainOptions().parse(CPU + ["--model", "oasis"]).dataset_mode == "synthetic"
+    assert TrainOptions().parse(CPU).dataset_mode == "synthetic"

@@ -276,3 +276,54 @@ def test_ccfpse_scripts_official_settings(tmp_path, dataset):
     assert (opt.netG, opt.use_vae, opt.which_epoch, opt.sample_z) == ("condconv", True, "200", False)
     (call,) = run_script(tmp_path, f"test_ccfpse_{dataset}.sh", "--how_many", "1", env={"USE_VAE": "0"})
     assert "--use_vae" not in split_entry(call, "test.py")[1]
+
+
+# OASIS (the official repository's scripts and config.py): dataset -> (batch, epochs, lr_g, lambda_labelmix,
+# EMA decay, FID frequency, semantic_nc, crop, aspect)
+OASIS = {
+    "ade20k": (32, 200, 0.0001, 10.0, 0.9999, 5000, 151, 256, 1.0),
+    "cityscapes": (20, 200, 0.0004, 5.0, 0.999, 2500, 35, 512, 2.0),
+    "coco": (32, 100, 0.0001, 10.0, 0.9999, 5000, 183, 256, 1.0),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(OASIS))
+def test_oasis_scripts_official_settings(tmp_path, dataset):
+    from options.test_options import TestOptions
+    from options.train_options import TrainOptions
+
+    batch, epochs, lr_g, lm, ema, fid, nc, crop, aspect = OASIS[dataset]
+    root = str(tmp_path / "root")
+    (call,) = run_script(tmp_path, f"train_oasis_{dataset}.sh", env={dataset.upper() + "_DATAROOT": root})
+    _, args = split_entry(call, "train.py")
+    opt = parse(TrainOptions, args)
+    assert (opt.model, opt.dataset_mode, opt.dataroot, opt.name) == ("oasis", dataset, root, f"oasis_{dataset}")
+    assert (opt.batchSize, opt.niter, opt.niter_decay, opt.lr_g, opt.lr_d) == (batch, epochs, 0, lr_g, 0.0004)
+    assert (opt.lambda_labelmix, opt.ema_decay, opt.eval_freq, opt.semantic_nc) == (lm, ema, fid, nc)
+    assert (opt.crop_size, opt.load_size, opt.aspect_ratio, opt.preprocess_mode, opt.no_instance) == (
+        crop, crop, aspect, "fixed", True)
+    (call,) = run_script(tmp_path, f"test_oasis_{dataset}.sh")
+    _, args = split_entry(call, "test.py")
+    opt = parse(TestOptions, args)
+    assert (opt.model, opt.which_epoch, opt.use_ema, opt.semantic_nc, opt.crop_size) == ("oasis", "best", True, nc, crop)
+
+
+@pytest.mark.parametrize("dataset", ["horse2zebra", "apple2orange", "maps", "selfie2anime"])
+def test_attentiongan_scripts_official_settings(tmp_path, dataset):
+    from options.test_options import TestOptions
+    from options.train_options import TrainOptions
+
+    root = str(tmp_path / "root")
+    (call,) = run_script(tmp_path, f"train_attentiongan_{dataset}.sh", env={"DATAROOT": root})
+    _, args = split_entry(call, "train.py")
+    opt = parse(TrainOptions, args)
+    assert (opt.model, opt.dataset_mode, opt.dataroot) == ("attention_gan", "unaligned", root)
+    # the official train_attentiongan.sh (horse2zebra): 60 + 0 epochs at batch 4; otherwise the defaults
+    expected = (4, 60, 0) if dataset == "horse2zebra" else (1, 100, 100)
+    assert (opt.batchSize, opt.niter, opt.niter_decay) == expected
+    assert (opt.load_size, opt.crop_size, opt.pool_size, opt.norm, opt.lambda_identity) == (286, 256, 50, "instance", 0.5)
+    assert (opt.lr, opt.beta1, opt.gan_mode) == (0.0002, 0.5, "lsgan")
+    (call,) = run_script(tmp_path, f"test_attentiongan_{dataset}.sh", env={"DATAROOT": root})
+    _, args = split_entry(call, "test.py")
+    opt = parse(TestOptions, args)
+    assert (opt.load_size, opt.crop_size, opt.which_epoch, opt.no_flip) == (256, 256, "latest", True)

@@ -78,6 +78,19 @@ def _plain_batchnorm(module):
     return module
 
 
+@torch.no_grad()
+def recalibrate_in_place(net, inputs, max_batches):
+    """The official OASIS way: ``net`` itself runs in train mode over at most ``max_batches`` of
+    ``inputs`` (its BatchNorm layers update their statistics with their momentum, its spectral-norm
+    layers do their power iteration), then goes back to eval mode. Returns ``net``."""
+    net.train()
+    for n, args in enumerate(inputs):
+        if n >= max_batches:
+            break
+        net(*args) if isinstance(args, (tuple, list)) else net(args)
+    return net.eval()
+
+
 def has_batchnorm(net):
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 

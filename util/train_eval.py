@@ -36,7 +36,7 @@ from util import checkpoint as ckpt
 from util.distributed import is_main_process, unwrap
 from util.errors import MissingFileError
 from util.util import write_text_atomic
-from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm
+from util.ema import GeneratorEMA, has_batchnorm, recalibrate_batchnorm, recalibrate_in_place
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ class TrainEval:
         for on the command line on a dataset other than the synthetic one. Otherwise (the synthetic
         data, or an evaluation frequency that is a model's default, e.g. OASIS's --freq_fid 5000) FID is
         skipped with a warning."""
-        return bool(opt.inception_weights) or (opt.dataset_mode != 'synthetic'
-                                               and getattr(opt, 'eval_freq_given', True))
+        from util.layout_score import has_exact_score
+
+        return bool(opt.inception_weights) or (not has_exact_score(opt) and getattr(opt, 'eval_freq_given', True))
 
     def __init__(self, opt, model, train_dataset, visualizer, metric_fn=None):
         self.opt = opt
@@ -133,7 +134,9 @@ class TrainEval:
         except FileNotFoundError as e:
             if self.fid_required(opt):
                 raise MissingFileError(f'--eval_freq needs the FID Inception weights: {e}') from e
-            still = ('the layout score is still computed' if opt.dataset_mode == 'synthetic'
+            from util.layout_score import has_exact_score
+
+            still = ("the dataset's exact score is still computed" if has_exact_score(opt)
                      else 'no best checkpoint is kept')
             self.visualizer.log_message(
                 f'--eval_freq {opt.eval_freq}: FID is skipped ({INCEPTION_WEIGHTS_FILE} not found in the torch '
@@ -172,7 +175,11 @@ class TrainEval:
             net = ema.net
             if self.recalib_batches > 0 and has_batchnorm(net):
                 with preserved_rng():
-                    net = recalibrate_batchnorm(net, self._recalibration_inputs(name), self.recalib_batches)
+                    inputs = self._recalibration_inputs(name)
+                    if self.model.ema_recalibration == 'in_place':
+                        net = recalibrate_in_place(net, inputs, self.recalib_batches)
+                    else:
+                        net = recalibrate_batchnorm(net, inputs, self.recalib_batches)
             self._eval_nets[name] = cached = (ema.num_updates, net)
         return cached[1]
 
@@ -215,12 +222,12 @@ class TrainEval:
 
     # -- evaluation ------------------------------------------------------------------------
     def _scores(self):
-        from util.layout_score import LayoutScorer
+        from util.layout_score import exact_scorer
         from util.metrics.fid import ActivationAccumulator, fid_from_activations
 
         opt = self.opt
         real_name, fake_name = self.model.evaluation_pair
-        layout = LayoutScorer(opt) if opt.dataset_mode == 'synthetic' else None
+        layout = exact_scorer(opt)
         fake_acc = ActivationAccumulator(self.inception) if self.inception is not None else None
         real_acc = (ActivationAccumulator(self.inception)
                     if self.inception is not None and self._real_acts is None else None)
@@ -232,10 +239,10 @@ class TrainEval:
                 for i, data_i in enumerate(self.val_loader):
                     if self.eval_batches and i >= self.eval_batches:
                         break
-                    out = model.inference(data_i)
+                    out = model.inference(data_i, extras=layout is not None and layout.needs_extras)
                     fake = out[fake_name].float()
                     if layout is not None:
-                        layout.update(fake, data_i['label'])
+                        layout.add(out, data_i, fake_name)
                     if fake_acc is not None:
                         fake_acc.add(fake)
                     if real_acc is not None:
@@ -250,12 +257,15 @@ class TrainEval:
             scores['fid'] = fid_from_activations(self._real_acts, fake_acc.activations())
         if layout is not None:
             scores.update(layout.scores())
+            self._exact_metric = layout.main_metric
         return scores
 
     def maybe_evaluate(self, epoch, total_iters):
         if self.eval_freq <= 0 or total_iters % self.eval_freq or not is_main_process():
             return None
-        if self.metric_fn is None and self.inception is None and self.opt.dataset_mode != 'synthetic':
+        from util.layout_score import has_exact_score
+
+        if self.metric_fn is None and self.inception is None and not has_exact_score(self.opt):
             return None  # FID skipped (no Inception weights) and no layout score on this dataset
         return self.evaluate(epoch, total_iters)
 
@@ -274,7 +284,8 @@ class TrainEval:
         return scores
 
     def _update_best(self, scores, epoch, total_iters):
-        metric = 'fid' if 'fid' in scores else 'pixel_accuracy' if 'pixel_accuracy' in scores else None
+        exact = getattr(self, '_exact_metric', 'pixel_accuracy')
+        metric = 'fid' if 'fid' in scores else exact if exact in scores else None
         if metric is None:
             return False
         value = float(scores[metric])
