@@ -57,6 +57,17 @@ DEFAULT_SIZE = 64
 _SPLIT_INDEX = {"train": 0, "val": 1}
 
 
+def add_generation_flags(parser, size=DEFAULT_SIZE, what="scenes"):
+    """The flags of a generated dataset (synthetic, synthetic_unpaired): seed, counts, size."""
+    parser.add_argument("--synthetic_seed", type=int, default=DEFAULT_SEED, help=f"seed of the generated {what}")
+    parser.add_argument("--synthetic_num_train", type=int, default=DEFAULT_NUM_TRAIN,
+                        help=f"number of generated training {what}")
+    parser.add_argument("--synthetic_num_val", type=int, default=DEFAULT_NUM_VAL,
+                        help=f"number of generated validation / test {what}")
+    parser.add_argument("--synthetic_size", type=int, default=size, help="side of the generated square scenes in pixels")
+    return parser
+
+
 def texture_pattern(kind, period, size):
     """Zero-mean pattern in [-1, 1] of shape [size, size] (means over one period are exactly 0)."""
     y, x = np.mgrid[0:size, 0:size]

@@ -18,14 +18,7 @@ class SyntheticDataset(CustomDataset):
     @staticmethod
     def modify_commandline_options(parser, is_train):
         parser = Pix2pixDataset.modify_commandline_options(parser, is_train)
-        parser.add_argument("--synthetic_seed", type=int, default=synthetic.DEFAULT_SEED,
-                            help="seed of the generated synthetic dataset")
-        parser.add_argument("--synthetic_num_train", type=int, default=synthetic.DEFAULT_NUM_TRAIN,
-                            help="number of generated training scenes")
-        parser.add_argument("--synthetic_num_val", type=int, default=synthetic.DEFAULT_NUM_VAL,
-                            help="number of generated validation scenes")
-        parser.add_argument("--synthetic_size", type=int, default=synthetic.DEFAULT_SIZE,
-                            help="side of the generated square scenes in pixels")
+        synthetic.add_generation_flags(parser)
         # The scenes are generated at --synthetic_size and used at 32x32 (resized, no crop), train and test.
         parser.set_defaults(dataroot="./datasets/synthetic", label_nc=synthetic.NUM_CLASSES,
                             contain_dontcare_label=False, no_instance=False, display_winsize=64,

@@ -102,13 +102,7 @@ class SyntheticUnpairedDataset(UnalignedDataset):
     @staticmethod
     def modify_commandline_options(parser, is_train):
         parser = UnalignedDataset.modify_commandline_options(parser, is_train)
-        parser.add_argument("--synthetic_seed", type=int, default=synthetic.DEFAULT_SEED,
-                            help="seed of the generated scenes")
-        parser.add_argument("--synthetic_num_train", type=int, default=synthetic.DEFAULT_NUM_TRAIN,
-                            help="generated training scenes per domain")
-        parser.add_argument("--synthetic_num_val", type=int, default=synthetic.DEFAULT_NUM_VAL,
-                            help="generated test scenes per domain")
-        parser.add_argument("--synthetic_size", type=int, default=32, help="side of the generated scenes")
+        synthetic.add_generation_flags(parser, size=32, what="scenes per domain")
         parser.set_defaults(dataroot="./datasets/synthetic_unpaired", preprocess_mode="resize_and_crop",
                             load_size=32, crop_size=32, display_winsize=64)
         return parser

@@ -30,7 +30,7 @@ from models.networks import VGGLoss, init_weights
 from models.networks.loss import require_vgg19_weights
 from models.networks.oasis import OASISDiscriminator, OASISGenerator
 from models.networks.ops import to_reference
-from models.pix2pix_model import check_label_range
+from models.pix2pix_model import check_label_range, semantic_generator_inputs
 from util.errors import CheckpointError
 from util.util import write_text_atomic
 
@@ -215,10 +215,7 @@ class OasisModel(BaseModel):
         raise ValueError(f"unknown phase {phase!r}; known: generator, discriminator")
 
     def network_inputs(self, name, data):
-        if name != "G":
-            raise ValueError(f"no inputs defined for net{name}")
-        semantics, _, class_ids = self.preprocess_input_with_class_ids(data)
-        return (semantics, None, class_ids)
+        return semantic_generator_inputs(self, name, data)
 
     @torch.no_grad()
     def inference(self, data, extras=False, z=None):

@@ -50,6 +50,15 @@ def check_label_range(label_map, nc, data):
             )
 
 
+def semantic_generator_inputs(model, name, data):
+    """``network_inputs`` of a semantic model whose only re-estimated network is G:
+    (semantics, z=None, class_ids) from ``model.preprocess_input_with_class_ids``."""
+    if name != "G":
+        raise ValueError(f"no inputs defined for net{name}")
+    semantics, _, class_ids = model.preprocess_input_with_class_ids(data)
+    return (semantics, None, class_ids)
+
+
 def spade_learning_rate(opt, epoch):
     """Base learning rate used during ``epoch`` (1-based) under SPADE's linear decay.
 
@@ -166,10 +175,7 @@ class Pix2PixModel(BaseModel):
         raise ValueError(f"unknown phase {phase!r}; known: generator, discriminator")
 
     def network_inputs(self, name, data):
-        if name != "G":
-            raise ValueError(f"no inputs defined for net{name}")
-        semantics, _, class_ids = self.preprocess_input_with_class_ids(data)
-        return (semantics, None, class_ids)
+        return semantic_generator_inputs(self, name, data)
 
     @property
     def image_rounding(self):
