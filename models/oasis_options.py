@@ -24,9 +24,14 @@ default 64 gives the official D).
 
 import argparse
 
+import logging
+import os
+
 from models.networks import oasis as oasis_networks
 from models.networks.loss import VGG19_FILE
 from util.errors import OptionError, require_non_negative, require_positive
+
+logger = logging.getLogger(__name__)
 
 
 class _BothFreqs(argparse.Action):
@@ -105,6 +110,14 @@ def validate_options(opt):
     if not opt.isTrain:
         if opt.no_EMA:
             opt.use_ema = False
+        run = os.path.join(opt.checkpoints_dir, opt.name)
+        if (opt.which_epoch == "best" and not getattr(opt, "which_epoch_given", True)
+                and not os.path.exists(os.path.join(run, "best_iter.txt"))
+                and os.path.exists(os.path.join(run, "latest_iter.txt"))):
+            # The official default is the best checkpoint, which exists only when FID ran during training
+            # (the synthetic main job does not compute it): then the latest one, said in the log.
+            logger.info("%s holds no best checkpoint (no FID during training): testing the latest one", run)
+            opt.which_epoch = "latest"
         if opt.n_samples > 1 and opt.no_3dnoise:
             raise OptionError("--n_samples", opt.n_samples, "needs the noise input: with --no_3dnoise the OASIS "
                                                            "generator is deterministic (every sample the same image)")

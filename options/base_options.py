@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 # Values computed by the hooks; never written to opt.json / opt.txt and never read back from them.
-DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank", "eval_freq_given")
+DERIVED_OPTIONS = ("semantic_nc", "device", "isTrain", "world_size", "rank", "local_rank", "eval_freq_given",
+                   "which_epoch_given")
 # Choices of this process, not of the run: --load_from_opt_file does not take them from the file.
 PROCESS_OPTIONS = ("memory_format", "cpu_malloc", "cpu_threads", "gpu_ids", "nThreads", "verbose", "dry_run",
                    "load_from_opt_file", "overwrite", "continue_train")

@@ -80,6 +80,7 @@ class TestOptions(BaseOptions):
         return not opt.no_opt_file and os.path.isfile(self.option_file_path(opt, "json"))
 
     def apply_phase_rules(self, opt, given):
+        opt.which_epoch_given = bool({"which_epoch", "ckpt_iter", "epoch"} & set(given))
         if "load_size" not in given:
             # No random crop at test time: the network sees the whole (resized) image.
             opt.load_size = opt.crop_size
