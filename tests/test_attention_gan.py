@@ -264,9 +264,8 @@ def test_single_generator_needs_only_g_a_and_test_a(tmp_path):
 def _official_step(run, real_A, real_B, lr=0.0002):
     """One iteration of the official trainer, plainly: G step over G_A+G_B (LSGAN, cycle, identity), then
     the D step on the pool's fakes (the pool is still filling: the fakes themselves)."""
-    sds = {n: {k: v.clone().requires_grad_(True) for k, v in torch.load(run / f"latest_net_{n}.pth",
-                                                                         weights_only=True).items()}
-           for n in ("G_A", "G_B", "D_A", "D_B")}
+    files = {n: torch.load(run / f"latest_net_{n}.pth", weights_only=True) for n in ("G_A", "G_B", "D_A", "D_B")}
+    sds = {n: {k: v.clone().requires_grad_(True) for k, v in sd.items()} for n, sd in files.items()}
     G = lambda n, x: ref_generator(sds[n], x)[0]  # noqa: E731
     D = lambda n, x: ref_patch_d(sds[n], x)  # noqa: E731
     opt_g = torch.optim.Adam(list(sds["G_A"].values()) + list(sds["G_B"].values()), lr=lr, betas=(0.5, 0.999),
