@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from data.class_names import ADE20K_CLASSES
 from data.pix2pix_dataset import Pix2pixDataset, list_files
 
 
@@ -40,6 +41,13 @@ class ADE20KDataset(Pix2pixDataset):
         """Raw value 0 is "unlabelled" (channel label_nc after --ade20k_label_shift)."""
         return opt.label_nc if opt.ade20k_label_shift else 0
 
+    @classmethod
+    def class_names(cls, opt):
+        """Raw values: 0 'other objects', v the v-th class; with --ade20k_label_shift class v is value
+        v - 1 and 'other objects' value label_nc."""
+        names = list(ADE20K_CLASSES[:opt.label_nc + 1]) + [f"class {v}" for v in range(151, opt.label_nc + 1)]
+        return names[1:] + names[:1] if opt.ade20k_label_shift else names
+
     def get_paths(self, opt):
         split = "train" if opt.phase == "train" else "val"
         tag = f"_{split}_"
@@ -54,7 +62,8 @@ class ADE20KDataset(Pix2pixDataset):
             )
         return label_paths, image_paths, []
 
-    def remap_label(self, array, path):
-        if self.opt.ade20k_label_shift:
-            return np.where(array == 0, self.opt.label_nc, array - 1)
+    @staticmethod
+    def remap_label(opt, array):
+        if opt.ade20k_label_shift:
+            return np.where(array == 0, opt.label_nc, array - 1)
         return array

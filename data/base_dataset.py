@@ -105,11 +105,16 @@ def resized_size(opt, size):
             return opt.load_size, max(1, int(opt.load_size * h / w))
         return max(1, int(opt.load_size * w / h)), opt.load_size
     if mode == "fixed":
-        return opt.crop_size, max(1, int(round(opt.crop_size / opt.aspect_ratio)))
+        return generated_size(opt)
     if mode == "none":
         return (max(NONE_MODE_BASE, int(round(w / NONE_MODE_BASE)) * NONE_MODE_BASE),
                 max(NONE_MODE_BASE, int(round(h / NONE_MODE_BASE)) * NONE_MODE_BASE))
     return w, h  # 'crop': no resize
+
+
+def generated_size(opt):
+    """(width, height) of the images the generators make: ``crop_size`` x round(crop_size / aspect_ratio)."""
+    return opt.crop_size, max(1, int(round(opt.crop_size / opt.aspect_ratio)))
 
 
 def crop_problem(opt, size):

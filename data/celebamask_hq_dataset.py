@@ -16,6 +16,8 @@ CELEBAMASK_HQ_CLASSES = ("background", "skin", "nose", "eye_g", "l_eye", "r_eye"
 class CelebAMaskHQDataset(CustomDataset):
     """CelebAMask-HQ at 512x512; samples as in Pix2pixDataset."""
 
+    class_table = CELEBAMASK_HQ_CLASSES
+
     @staticmethod
     def modify_commandline_options(parser, is_train):
         parser = Pix2pixDataset.modify_commandline_options(parser, is_train)

@@ -12,11 +12,16 @@ Instance ids are read as integers (``class * 1000 + k`` for things, the label id
 
 import os
 
+from data.class_names import CITYSCAPES_CLASSES
 from data.pix2pix_dataset import Pix2pixDataset, list_files
+from util.util import cityscapes_palette
 
 
 class CityscapesDataset(Pix2pixDataset):
     """Cityscapes at 512x256 (``fixed``, aspect 2); samples as in Pix2pixDataset."""
+
+    class_table = CITYSCAPES_CLASSES
+    class_colours = cityscapes_palette()  # the official colours (pictures of label maps, the demo)
 
     @staticmethod
     def modify_commandline_options(parser, is_train):

@@ -7,11 +7,14 @@ Layout under ``--dataroot``: ``{train,val}_img/*.jpg``, ``{train,val}_label/*.pn
 
 import os
 
+from data.class_names import COCO_STUFF_CLASSES
 from data.pix2pix_dataset import Pix2pixDataset, list_files
 
 
 class CocoDataset(Pix2pixDataset):
     """COCO-Stuff at 256x256; samples as in Pix2pixDataset."""
+
+    class_table = COCO_STUFF_CLASSES  # file values 0..181; 255 (unlabeled) is the dontcare value 182
 
     @staticmethod
     def modify_commandline_options(parser, is_train):

@@ -4,12 +4,15 @@ Folders: ``--label_dir`` / ``--image_dir`` when given (as in the DAGAN scripts),
 ``<dataroot>/{train,test}_label`` and ``_img``. Files pair by stem. No instance maps.
 """
 
+from data.class_names import DEEPFASHION_CLASSES
 from data.custom_dataset import CustomDataset, add_folder_options, split_folder
 from data.pix2pix_dataset import Pix2pixDataset
 
 
 class DeepFashionDataset(CustomDataset):
     """DeepFashion at 256x256; samples as in Pix2pixDataset."""
+
+    class_table = DEEPFASHION_CLASSES
 
     @staticmethod
     def modify_commandline_options(parser, is_train):

@@ -5,12 +5,15 @@ PNGs with 13 class ids, 0..12). No instance maps. ``--phase test`` reads ``test_
 ``val_*``.
 """
 
+from data.class_names import FACADES_CLASSES
 from data.custom_dataset import split_folder
 from data.pix2pix_dataset import Pix2pixDataset, list_files
 
 
 class FacadesDataset(Pix2pixDataset):
     """Facades at 1024x1024; samples as in Pix2pixDataset."""
+
+    class_table = FACADES_CLASSES
 
     @staticmethod
     def modify_commandline_options(parser, is_train):

@@ -2,7 +2,7 @@
 
 A subclass implements ``get_paths(opt) -> (label_paths, image_paths, instance_paths)`` and may override
 ``pair_key(path)`` (how a label file and its photo are matched, default: the file stem) and
-``remap_label(array, path)`` (dataset-specific value mapping before validation).
+``remap_label(opt, array)`` (dataset-specific value mapping before validation) and ``class_names(opt)``.
 
 The lists are naturally sorted (digit runs compared as numbers), cut to ``--max_dataset_size`` and
 checked pairwise. Every label map is validated when it is read: 255 becomes ``label_nc`` when
@@ -171,6 +171,9 @@ class Pix2pixDataset(BaseDataset):
     [-1,1]; 'path' (photo path) and 'label_path' (str). H, W follow --preprocess_mode / --crop_size.
     """
 
+    class_table = ()  # display names of the label values 0.. (data/class_names.py); see class_names
+    class_colours = None  # uint8 [k, 3]: the dataset's own colours of values 0..k-1 (util.label_palette)
+
     @staticmethod
     def modify_commandline_options(parser, is_train):
         """The flags of every semantic dataset (label maps in, photos out); each mode calls this, then
@@ -228,10 +231,30 @@ class Pix2pixDataset(BaseDataset):
         """Key that a label file and its photo / instance map share (default: the file stem)."""
         return file_stem(path)
 
-    def remap_label(self, array, path):
+    @staticmethod
+    def remap_label(opt, array):
         """Dataset-specific value mapping applied before validation (default: none). Element-wise:
         the data check applies it to a label map's distinct values."""
         return array
+
+    @classmethod
+    def label_values(cls, opt, array):
+        """Integer values as stored in this dataset's label files -> the label values the models take
+        (``remap_label``, then 255 -> ``label_nc`` with --contain_dontcare_label). Needs no files:
+        the demo maps uploaded label maps with it."""
+        array = cls.remap_label(opt, array)
+        if opt.contain_dontcare_label:
+            return np.where(array == 255, opt.label_nc, array)
+        return array
+
+    @classmethod
+    def class_names(cls, opt):
+        """Display names of the label values ``0 .. label_nc + contain_dontcare_label - 1`` (the values
+        :meth:`label_values` gives): ``class_table[v]`` (the dataset's names, data/class_names.py), else
+        'class <v>'; the dontcare value 'unlabeled'."""
+        table = cls.class_table
+        names = [table[v] if v < len(table) else f"class {v}" for v in range(opt.label_nc)]
+        return names + (["unlabeled"] if opt.contain_dontcare_label else [])
 
     # ------------------------------------------------------------------ checks
     def check_pairs(self, label_paths, other_paths, other_kind, check_names=True):
@@ -252,16 +275,9 @@ class Pix2pixDataset(BaseDataset):
                 f"file: {extra}"
             )
 
-    def channel_indices(self, array):
-        """Label values (after ``remap_label``) -> one-hot channel indices: 255 becomes ``label_nc``
-        with --contain_dontcare_label."""
-        if self.opt.contain_dontcare_label:
-            return np.where(array == 255, self.opt.label_nc, array)
-        return array
-
     def label_values_problem(self, path, channels):
         """The error naming ``path`` and its values outside ``[0, num_label_values)``, or None;
-        ``channels``: the label map's channel indices (:meth:`channel_indices`), all or distinct."""
+        ``channels``: the label map's label values (:meth:`label_values`), all or distinct."""
         bad = (channels < 0) | (channels >= self.num_label_values)
         if not bad.any():
             return None
@@ -275,7 +291,7 @@ class Pix2pixDataset(BaseDataset):
 
     def load_label(self, path):
         """Read, remap and validate one label map -> int64 array [H,W] of channel indices."""
-        array = self.channel_indices(self.remap_label(read_integer_map(path, "label map"), path))
+        array = self.label_values(self.opt, read_integer_map(path, "label map"))
         problem = self.label_values_problem(path, array)
         if problem:
             raise ValueError(problem)
@@ -300,8 +316,8 @@ class Pix2pixDataset(BaseDataset):
                     problems.append((path, found["error"]))
             if "error" in label:
                 continue
-            values = self.remap_label(np.asarray(label["values"], dtype=np.int64), label_path)
-            problem = self.label_values_problem(label_path, self.channel_indices(values))
+            values = self.label_values(opt, np.asarray(label["values"], dtype=np.int64))
+            problem = self.label_values_problem(label_path, values)
             if problem:
                 problems.append((label_path, problem))
             label_size = tuple(label["size"])

@@ -15,6 +15,9 @@ from util.errors import require_positive
 class SyntheticDataset(CustomDataset):
     """Generated scenes, 8 classes with instance maps; samples as in Pix2pixDataset."""
 
+    class_table = synthetic.CLASS_NAMES
+    class_colours = synthetic.CLASS_COLOURS.astype("uint8")  # each class's flat colour (without texture)
+
     @staticmethod
     def modify_commandline_options(parser, is_train):
         parser = Pix2pixDataset.modify_commandline_options(parser, is_train)

@@ -88,6 +88,7 @@ class AttentionGANModel(BaseModel):
     ema_after_phase = "generator"
     image_rounding = "truncate"  # PNGs as the official code writes them: uint8((x + 1) / 2 * 255)
     default_dataset_mode = "synthetic_unpaired"
+    label_input = False  # translates photos
     default_name = "synthetic_attention_gan"
 
     modify_commandline_options = staticmethod(attention_gan_options.modify_commandline_options)

@@ -70,6 +70,9 @@ class BaseModel(nn.Module):
     ema_recalibration = "copy"
     image_rounding = "round"  # how saved PNGs quantise [-1, 1]: "round" or the official "truncate"
     resamples_classes = False  # inference_samples(..., resample_class=C) re-draws noise inside class C
+    draws_noise = False  # inference draws random noise (OASIS' 3D noise, a VAE's z): outputs depend on a seed
+    takes_style_image = False  # inference encodes data['image'] as the style (a VAE)
+    label_input = True  # inference takes a label map (data['label']); False: a photo (image translation)
     default_dataset_mode = "synthetic"  # --dataset_mode when none is given (the model's embedded task)
     default_name = "synthetic_dagan"  # --name when none is given (the main job's run folder)
     loss_names = ()
@@ -182,3 +185,14 @@ class BaseModel(nn.Module):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
             outs.append(self.inference(data))
         return outs
+
+    @torch.no_grad()
+    def inference_seeded(self, data, seed, class_seeds=None, extras=False):
+        """:meth:`inference` with its noise fixed by ``seed`` (the painting demo: the same seed gives the
+        same image). ``class_seeds`` {label value: seed}: the noise inside the pixels of those label
+        values comes from their own seeds, the rest from ``seed`` (models with ``resamples_classes``).
+        Default: the global torch RNG seeded, then :meth:`inference`."""
+        if class_seeds:
+            raise ValueError(f"{type(self).__name__} cannot re-sample the noise of one class")
+        torch.manual_seed(int(seed))
+        return self.inference(data, extras=extras)

@@ -30,6 +30,7 @@ from models.networks import VGGLoss, init_weights
 from models.networks.loss import require_vgg19_weights
 from models.networks.oasis import OASISDiscriminator, OASISGenerator
 from models.networks.ops import to_reference
+from util.distributed import unwrap
 from models.pix2pix_model import check_label_range, semantic_generator_inputs
 from util.errors import CheckpointError
 from util.util import write_text_atomic
@@ -251,6 +252,35 @@ class OasisModel(BaseModel):
             outs.append(self.inference(data, z=z))
         return outs
 
+    @property
+    def draws_noise(self):
+        """The generator takes 3D noise (not with --no_3dnoise)."""
+        return bool(unwrap(self.netG).z_dim)
+
+    @torch.no_grad()
+    def inference_seeded(self, data, seed, class_seeds=None, extras=False):
+        """The noise vector drawn from ``seed`` everywhere, except inside the pixels of each label value
+        of ``class_seeds`` ({value: seed}, any number of classes), which take the vector drawn from their
+        own seed: the paper's local re-sampling, one class after another (the painting demo)."""
+        if not self.draws_noise:
+            if class_seeds:
+                raise ValueError("this generator takes no noise (--no_3dnoise): there is no noise to re-sample")
+            return self.inference(data, extras=extras)
+        semantics, _, class_ids = self.preprocess_input_with_class_ids(data)
+        b, _, h, w = semantics.shape
+        dim = unwrap_z_dim(self.netG)
+
+        def draw(s):
+            return torch.randn(b, dim, generator=torch.Generator().manual_seed(int(s))).to(self.device)
+
+        z = draw(seed)
+        if class_seeds:
+            z = z.view(b, dim, 1, 1).expand(b, dim, h, w)
+            for value, s in class_seeds.items():
+                inside = (class_ids == int(self.oasis_channels(torch.tensor(int(value)))))[:, None]
+                z = torch.where(inside, draw(s).view(b, dim, 1, 1).expand(b, dim, h, w), z)
+        return self.inference(data, extras=extras, z=z)
+
     # ------------------------------------------------------------------ input
     @property
     def ignore_channel0(self):
@@ -284,8 +314,6 @@ class OasisModel(BaseModel):
 
 
 def unwrap_z_dim(net):
-    from util.distributed import unwrap
-
     dim = unwrap(net).z_dim
     if not dim:
         raise ValueError("this generator takes no noise (--no_3dnoise): all samples would be the same image")

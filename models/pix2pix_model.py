@@ -184,6 +184,15 @@ class Pix2PixModel(BaseModel):
         return getattr(unwrap(self.netG), "image_rounding", BaseModel.image_rounding)
 
     @property
+    def draws_noise(self):
+        """With --use_vae the style code z is sampled (from the photo's encoding or N(0, I))."""
+        return bool(self.opt.use_vae)
+
+    @property
+    def takes_style_image(self):
+        return bool(self.opt.use_vae)
+
+    @property
     def extra_visual_names(self):
         """Names :meth:`inference` adds with ``extras=True`` (the DAGAN generator's attention)."""
         net = unwrap(self.netG)

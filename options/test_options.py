@@ -25,19 +25,29 @@ class TestOptions(BaseOptions):
     not_from_file = BaseOptions.not_from_file + ("phase", "serial_batches", "no_flip", "batchSize", "load_size",
                                                  "which_epoch", "amp")
 
-    def initialize(self, parser):
-        parser = super().initialize(parser)
-        parser.add_argument("--results_dir", type=str, default="./results", help="results are saved here")
+    @staticmethod
+    def add_loading_options(parser):
+        """The flags that pick a trained run's weights (test.py and demo.py), and inference's defaults."""
         parser.add_argument("--which_epoch", type=str, default="latest",
                             help="which epoch to load: a number or 'latest'")
         parser.add_argument("--no_opt_file", action="store_true",
                             help="do not read <checkpoints_dir>/<name>/opt.json, the options train.py saved "
                                  "(read by default when it exists; flags given override its values)")
-        parser.add_argument("--how_many", type=int, default=float("inf"),
-                            help="how many test images to run (default: all)")
         parser.add_argument("--use_ema", action="store_true",
                             help="load <which_epoch>_net_G_ema.pth (the EMA generator of --ema_decay) "
                                  "instead of _net_G.pth")
+        # No random crop, flip or shuffling at test time; batch 1 as in the papers.
+        # Inference only: the channels-last layout is faster and gives the same images.
+        parser.set_defaults(phase="test", preprocess_mode="scale_width_and_crop", serial_batches=True,
+                            no_flip=True, batchSize=1, memory_format="channels_last")
+        return parser
+
+    def initialize(self, parser):
+        parser = super().initialize(parser)
+        parser = self.add_loading_options(parser)
+        parser.add_argument("--results_dir", type=str, default="./results", help="results are saved here")
+        parser.add_argument("--how_many", type=int, default=float("inf"),
+                            help="how many test images to run (default: all)")
         parser.add_argument("--n_samples", type=int, default=1,
                             help="images per label map with different noise (multimodal synthesis, e.g. --model "
                                  "oasis): images/synthesized_image/<stem>_<k>.png, seeded by --seed")
@@ -66,10 +76,6 @@ class TestOptions(BaseOptions):
                             help="weights of the segmenter (default: the torch hub cache)")
         parser.add_argument("--seg_size", type=str, default=None,
                             help="WxH at which generated images are segmented (default: the generated size)")
-        # No random crop, flip or shuffling at test time; batch 1 as in the papers.
-        # Inference only: the channels-last layout is faster and gives the same images.
-        parser.set_defaults(phase="test", preprocess_mode="scale_width_and_crop", serial_batches=True,
-                            no_flip=True, batchSize=1, memory_format="channels_last")
         return parser
 
     def reads_option_file(self, opt):

@@ -648,6 +648,9 @@ def parse_args(argv):
     parser.add_argument("--no_kernel_bound", action="store_true",
                         help="skip replaying dagan's training-step convolutions as bare kernels (~1.5 min; "
                              "always skipped with --quick)")
+    parser.add_argument("--demo", action="store_true",
+                        help="time the painting demo's generation requests instead (DEMO_CONFIGS: the main "
+                             "job's model at 32x32, DAGAN / SPADE / OASIS at 256x256; --repeats, default 5)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run 'own process' configs here
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
@@ -657,7 +660,7 @@ def parse_args(argv):
     if args.resolutions is None:
         args.resolutions = QUICK_RESOLUTIONS if args.quick else DEFAULT_RESOLUTIONS
     if args.repeats is None:
-        args.repeats = QUICK_REPEATS if args.quick else DEFAULT_REPEATS
+        args.repeats = 5 if args.demo else QUICK_REPEATS if args.quick else DEFAULT_REPEATS
     if args.quick:
         args.no_kernel_bound = True
         extra = QUICK_FLAGS + extra  # flags given after -- come later and win
@@ -920,9 +923,81 @@ def print_report(report, device, peak):
     print(f"total benchmark time: {report['total_runtime_s']:.0f} s")
 
 
+# ------------------------------------------------------------------------------------------------
+# the painting demo's generation latency (python scripts/benchmark.py --demo)
+
+# (name, test-time flags): the main job's model (its preset: synthetic, 32x32, ngf 16) and the ADE20K
+# models at 256x256; random weights (the cost of a generation does not depend on the values).
+DEMO_CONFIGS = (
+    ("dagan main job 32x32", ["--dataset_mode", "synthetic"]),
+    ("dagan ade20k 256x256", ["--dataset_mode", "ade20k"]),
+    ("dagan ade20k 256x256 bf16", ["--dataset_mode", "ade20k", "--amp", "bf16"]),
+    ("spade ade20k 256x256", ["--dataset_mode", "ade20k", "--netG", "spade"]),
+    ("oasis ade20k 256x256", ["--model", "oasis", "--dataset_mode", "ade20k"]),
+)
+
+
+def demo_layout(height, width, num_values, seed=0):
+    """A painted-looking label map: 12 random rectangles of random classes on class 1."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.ones(height, width, dtype=torch.int64)
+    for _ in range(12):
+        y0, x0 = (int(torch.randint(0, s - 8, (1,), generator=g)) for s in (height, width))
+        h, w = (int(torch.randint(4, max(5, s // 2), (1,), generator=g)) for s in (height, width))
+        labels[y0:y0 + h, x0:x0 + w] = int(torch.randint(0, num_values, (1,), generator=g))
+    return labels.numpy()
+
+
+def demo_latency(args, device_flag):
+    """Median wall time of the demo's whole generation request (label map check, the model in eval
+    mode, PNG encoding of the image and the extras) per configuration."""
+    from options.test_options import TestOptions
+    from util.demo.engine import DemoEngine
+
+    threads = ["--cpu_threads", str(args.threads)] if args.threads else []
+    results = {}
+    with tempfile.TemporaryDirectory() as root:
+        for name, flags in DEMO_CONFIGS:
+            if "bf16" in flags and not (native_bf16(torch.device("cpu")) or args.force_bf16):
+                results[name] = {"skipped": "no fast bf16 kernels"}
+                continue
+            opt = TestOptions().parse(flags + ["--dataroot", root, "--checkpoints_dir", root, "--no_opt_file"]
+                                      + device_flag + threads)
+            apply_cpu_settings(opt)
+            torch.manual_seed(0)
+            model = models.create_model(opt)
+            model.eval()
+            engine = DemoEngine(opt, model)
+            labels = demo_layout(engine.height, engine.width, engine.num_values)
+            payload = {"width": engine.width, "height": engine.height, "labels": engine.encode_labels(labels),
+                       "seed": 0}
+            times = []
+            for i in range(args.warmup + args.repeats):
+                start = time.perf_counter()
+                engine.generate(payload)
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - start)
+            results[name] = {"size": f"{engine.width}x{engine.height}", "median_ms": 1000 * statistics.median(times),
+                             "min_ms": 1000 * min(times), "repeats": args.repeats,
+                             "threads": torch.get_num_threads()}
+            print(f"{name:>28}: median {results[name]['median_ms']:8.1f} ms, min {results[name]['min_ms']:8.1f} ms "
+                  f"({args.repeats} requests after {args.warmup} warm-up, {torch.get_num_threads()} threads)",
+                  flush=True)
+            del engine, model
+            release_memory()
+    return results
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.demo:
+        device_flag = [] if torch.cuda.is_available() else ["--gpu_ids", "-1"]
+        report = {"machine": machine_info(), "demo_latency": demo_latency(args, device_flag)}
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2, default=str)
+        return report
     t_start = time.time()
     device, device_flag, random_vgg, report = describe_setup(args)
     plan = make_plan(args, bf16=report["bf16_fast_kernels"] or args.force_bf16)

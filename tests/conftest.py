@@ -88,3 +88,23 @@ def first_adam_step_agrees(step_got, step_want, grad, lr, noise_floor=0.0, what=
         grad = grad.abs()
         assert float(grad[differ].max()) <= max(1e-3 * float(grad.max()), noise_floor, 1e-7), what
     return ~differ
+
+
+def demo_engine(with_val=False, **values):
+    """A painting-demo engine (util/demo/engine.py) over a model with random, seeded weights, built
+    from test options as demo.py builds it (CPU; ``values`` as :func:`build_options`; the default: the
+    synthetic DAGAN at 32x32 with ngf 8). ``with_val``: the picker reads the synthetic val split
+    (pass ``dataroot``)."""
+    import data
+    import models
+    from util.demo.engine import DemoEngine
+
+    values = {"no_opt_file": True, **values}
+    if values.get("model", "pix2pix") == "pix2pix":
+        values.setdefault("ngf", 8)
+    opt = build_options(False, **values)
+    torch.manual_seed(0)
+    model = models.create_model(opt)
+    model.eval()
+    val = data.create_dataset(opt) if with_val else None
+    return DemoEngine(opt, model, {}, val, None if with_val else "no val split in this test")

@@ -131,14 +131,20 @@ def bit_interleave_palette(n):
 def label_palette(n, dataset_mode=None):
     """uint8 array [n, 3] of colours for label values 0..n-1 of a dataset.
 
-    Cityscapes uses its official colours (for the 35 label ids; more values fall back to the generic
-    palette); every other dataset the PASCAL bit-interleaving palette.
+    A dataset with colours of its own (``class_colours`` of its class: Cityscapes' official colours
+    for its 35 label ids, the synthetic scenes' class colours) uses them for its first values, the
+    PASCAL bit-interleaving palette for the rest and for every other dataset.
     """
     palette = bit_interleave_palette(max(n, 1))[:n]
-    if dataset_mode == "cityscapes":
-        official = cityscapes_palette()
-        k = min(n, len(official))
-        palette[:k] = official[:k]
+    own = None
+    if dataset_mode is not None:
+        import data
+
+        if dataset_mode in data.known_dataset_modes():
+            own = getattr(data.find_dataset_using_name(dataset_mode), "class_colours", None)
+    if own is not None:
+        k = min(n, len(own))
+        palette[:k] = np.asarray(own, dtype=np.uint8)[:k]
     return palette
 
 
@@ -170,11 +176,17 @@ def tensor2label(label, n_label, dataset_mode=None, dontcare_index=None):
         raise ValueError(
             f"label values must be in [0, {n_label}), got range [{label.min()}, {label.max()}]"
         )
+    return label_colours(n_label, dataset_mode, dontcare_index)[label]
+
+
+def label_colours(n_label, dataset_mode=None, dontcare_index=None):
+    """uint8 array [n_label, 3]: the colour :func:`tensor2label` gives each label value (the dataset's
+    palette, the dontcare value black)."""
     palette = label_palette(n_label, dataset_mode)
     if dontcare_index is not None and 0 <= dontcare_index < n_label:
         palette = palette.copy()
         palette[dontcare_index] = 0
-    return palette[label]
+    return palette
 
 
 def tensor2im(image, rounding="round"):
@@ -271,10 +283,13 @@ def bar_chart(values, height=80, bar_width=3, max_value=1.0):
 # ---------------------------------------------------------------------------------------------------
 
 def label_colouring(opt):
-    """Keyword arguments of :func:`tensor2label` for the label maps of the semantic options."""
+    """Keyword arguments of :func:`tensor2label` for the label maps of the semantic options: the
+    dataset's unknown value (``unknown_label``: COCO-Stuff's unlabeled, ADE20K's 'other objects') black."""
+    import data
+
     return {"n_label": opt.label_nc + (1 if opt.contain_dontcare_label else 0),
             "dataset_mode": opt.dataset_mode,
-            "dontcare_index": opt.label_nc if opt.contain_dontcare_label else None}
+            "dontcare_index": data.find_dataset_using_name(opt.dataset_mode).unknown_label(opt)}
 
 
 def visual_arrays(name, item, opt, rounding="round"):
