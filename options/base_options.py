@@ -121,6 +121,10 @@ class OptionParser(argparse.ArgumentParser):
         return formatter
 
 
+# Where runs live unless --checkpoints_dir says otherwise (the test suite points it at a temporary folder,
+# so that runs of the README's main job in ./checkpoints do not reach the tests through their opt.json).
+DEFAULT_CHECKPOINTS_DIR = "./checkpoints"
+
 class BaseOptions:
     """Builds the parser in passes and validates the result; see the module docstring."""
 
@@ -141,7 +145,8 @@ class BaseOptions:
                             help="name of the experiment; checkpoints go to <checkpoints_dir>/<name>")
         parser.add_argument("--gpu_ids", type=str, default="0",
                             help="GPU ids, e.g. 0  0,1,2  or -1 for CPU; CPU is used when no GPU exists")
-        parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
+        parser.add_argument("--checkpoints_dir", type=str, default=DEFAULT_CHECKPOINTS_DIR,
+                            help="models are saved here")
         parser.add_argument("--model", type=str, default="pix2pix",
                             help=f"which model to use (models/<model>_model.py): {', '.join(models.known_models())}")
         parser.add_argument("--seed", type=int, default=0, help="random seed (initialisation, data order, noise)")

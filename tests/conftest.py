@@ -30,6 +30,17 @@ def tmp_torch_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_runs_of_the_working_tree(tmp_path_factory, monkeypatch):
+    """The default --checkpoints_dir is an empty temporary folder in every test: the runs a user made in
+    ./checkpoints (the README's main job first, then the tests) must not reach a test's options through
+    their saved opt.json."""
+    from options import base_options
+
+    monkeypatch.setattr(base_options, "DEFAULT_CHECKPOINTS_DIR",
+                        str(tmp_path_factory.getbasetemp() / "default_checkpoints"))
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """Root of a small generated synthetic dataset, shared by the training tests of one session."""
@@ -51,6 +62,11 @@ def random_inception(tmp_torch_home):
     path = tmp_torch_home / "hub" / "checkpoints" / INCEPTION_WEIGHTS_FILE
     torch.save(net.state_dict(), path)
     return path
+
+
+# The synthetic split sizes the tests generate in ``synth_root`` (one dataset per session: every test that
+# reads it asks for the same sizes, see tests/test_train.py tiny_args).
+SYNTH_SPLIT = {"synthetic_num_train": 8, "synthetic_num_val": 4}
 
 
 def build_options(is_train=True, **values):
@@ -100,6 +116,8 @@ def demo_engine(with_val=False, **values):
     from util.demo.engine import DemoEngine
 
     values = {"no_opt_file": True, **values}
+    if with_val and values.get("dataset_mode", "synthetic") == "synthetic":
+        values = {**SYNTH_SPLIT, **values}  # the split sizes of the other tests sharing synth_root
     if values.get("model", "pix2pix") == "pix2pix":
         values.setdefault("ngf", 8)
     opt = build_options(False, **values)

@@ -181,10 +181,14 @@ def tensor2label(label, n_label, dataset_mode=None, dontcare_index=None):
 
 def label_colours(n_label, dataset_mode=None, dontcare_index=None):
     """uint8 array [n_label, 3]: the colour :func:`tensor2label` gives each label value (the dataset's
-    palette, the dontcare value black)."""
+    palette, the dontcare value black). Black is then the dontcare value's alone: where the palette
+    gives another value black too (value 0 of the PASCAL colour map, e.g. COCO-Stuff's 'person'), that
+    value takes the map's next unused colour, so pictures (and the demo's uploads) tell them apart."""
     palette = label_palette(n_label, dataset_mode)
     if dontcare_index is not None and 0 <= dontcare_index < n_label:
         palette = palette.copy()
+        if dontcare_index != 0 and not palette[0].any():
+            palette[0] = bit_interleave_palette(n_label + 1)[n_label]
         palette[dontcare_index] = 0
     return palette
 

@@ -222,7 +222,9 @@ class DemoEngine:
         Single-channel files (8/16/32-bit grey, palette indices) hold values as the dataset's label
         files do (the dataset's mapping applies, e.g. COCO-Stuff's 255 = unlabeled); RGB / RGBA files
         hold colours, each snapped to the nearest palette colour within :data:`SNAP_DISTANCE` (test.py's
-        ``input_label`` pictures load back exactly). Other sizes are resized to the canvas."""
+        ``input_label`` pictures load back exactly, but for values that share a colour in the dataset's
+        palette: Cityscapes' official colours give ids 0-4 black, they load as 0). Other sizes are
+        resized to the canvas."""
         what = f"label map {filename}"
         img = open_image_file(content, what)
         notes = []
