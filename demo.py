@@ -70,14 +70,17 @@ def ensure_run(argv, opt):
             raise
         command = main_job_command(argv)
         shown = "python " + " ".join(command[1:]).replace(os.path.dirname(command[1]) + os.sep, "")
+        folder = os.path.join(opt.checkpoints_dir, opt.name)
         if not opt.train_main_job:
             if not sys.stdin.isatty():
-                raise MissingFileError(f"{missing} -- train the main job first with `{shown}` (a few minutes "
-                                       f"on a CPU), or run `python demo.py --train_main_job`") from None
-            answer = input(f"No trained run in {os.path.join(opt.checkpoints_dir, opt.name)}. Train the main "
-                           f"job now with `{shown}` (a few minutes on a CPU)? [Y/n] ").strip().lower()
+                again = " ".join(["python demo.py"] + list(argv) + ["--train_main_job"])
+                detail = f" ({missing})" if os.path.isdir(folder) else ""
+                raise MissingFileError(f"no trained run of the main job in {folder}{detail}; train it first with "
+                                       f"`{shown}` (a few minutes on a CPU), or run `{again}`") from None
+            answer = input(f"No trained run in {folder}. Train the main job now with `{shown}` (a few "
+                           f"minutes on a CPU)? [Y/n] ").strip().lower()
             if answer not in ("", "y", "yes"):
-                raise MissingFileError(f"{missing} -- nothing to show without a trained run") from None
+                raise MissingFileError(f"no trained run in {folder}: nothing to show") from None
     print(f"training the main job first: {shown}", flush=True)
     status = subprocess.call(command)  # its progress bars and score go to this terminal
     if status != 0:
