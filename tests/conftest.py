@@ -126,3 +126,13 @@ def demo_engine(with_val=False, **values):
     model.eval()
     val = data.create_dataset(opt) if with_val else None
     return DemoEngine(opt, model, {}, val, None if with_val else "no val split in this test")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say why tests were skipped (e.g. no browser for the demo's browser test), also under ``-q``."""
+    reasons = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+            reasons.add(report.longrepr[2].removeprefix("Skipped: "))
+    for reason in sorted(reasons):
+        terminalreporter.write_line(f"skipped: {reason}")
