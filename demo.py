@@ -63,19 +63,20 @@ def ensure_run(argv, opt):
     try:
         check_checkpoint(opt)
         return False
-    except MissingFileError as missing:
-        main_job = ("name" not in set(_explicit_flags(argv))
+    except MissingFileError:
+        folder = os.path.join(opt.checkpoints_dir, opt.name)
+        # Only a main-job run that does not exist yet is trained here (an existing run lacking the asked
+        # epoch is the user's to sort out: train.py would refuse to overwrite it).
+        main_job = ("name" not in set(_explicit_flags(argv)) and not os.path.isdir(folder)
                     and opt.dataset_mode == models.find_model_using_name(opt.model).default_dataset_mode)
         if not main_job:
             raise
         command = main_job_command(argv)
         shown = "python " + " ".join(command[1:]).replace(os.path.dirname(command[1]) + os.sep, "")
-        folder = os.path.join(opt.checkpoints_dir, opt.name)
         if not opt.train_main_job:
             if not sys.stdin.isatty():
                 again = " ".join(["python demo.py"] + list(argv) + ["--train_main_job"])
-                detail = f" ({missing})" if os.path.isdir(folder) else ""
-                raise MissingFileError(f"no trained run of the main job in {folder}{detail}; train it first with "
+                raise MissingFileError(f"no trained run of the main job in {folder}; train it first with "
                                        f"`{shown}` (a few minutes on a CPU), or run `{again}`") from None
             answer = input(f"No trained run in {folder}. Train the main job now with `{shown}` (a few "
                            f"minutes on a CPU)? [Y/n] ").strip().lower()

@@ -130,6 +130,7 @@ class BaseOptions:
 
     isTrain = False
     prog = None  # program name in messages ('train.py', 'test.py'); None = sys.argv[0]
+    description = "DAGAN / SPADE semantic image synthesis"  # the first line of --help
     # Options of a saved run that --load_from_opt_file does not take over (the file was found by
     # --name / --checkpoints_dir: they stay as given).
     not_from_file = DERIVED_OPTIONS + PROCESS_OPTIONS + ("name", "checkpoints_dir")
@@ -231,7 +232,7 @@ class BaseOptions:
         import models
 
         command_line = list(sys.argv[1:] if args is None else args)
-        parser = OptionParser(command_line, prog=self.prog, description="DAGAN / SPADE semantic image synthesis")
+        parser = OptionParser(command_line, prog=self.prog, description=self.description)
         self.parser = parser
         self.initialize(parser)
         opt, _ = parser.parse_known_args()

@@ -13,6 +13,9 @@ class DemoOptions(TestOptions):
     weights to load (``--which_epoch``, ``--use_ema``) and where the page is served."""
 
     prog = "demo.py"
+    description = ("The painting demo: a local web page that paints label maps for a trained run and shows "
+                   "its images. The demo's own flags: --port, --host, --train_main_job; the run: --name, "
+                   "--checkpoints_dir, --which_epoch, --use_ema (its other options come from its opt.json)")
 
     def initialize(self, parser):
         parser = BaseOptions.initialize(self, parser)

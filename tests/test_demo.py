@@ -845,6 +845,39 @@ def write_run(ckpt, name):
     return state
 
 
+def test_cli_trains_the_main_job_when_asked_and_only_when_its_run_is_absent(tmp_path, capsys, monkeypatch):
+    """--train_main_job runs train.py with the flags that choose the run, then loads it; a main-job run
+    that exists but lacks the asked epoch is an error, never a new training (train.py would refuse)."""
+    ckpt = tmp_path / "ckpt"
+    commands = []
+
+    def fake_train(command):
+        commands.append(command)
+        write_run(ckpt, "synthetic_dagan")  # what train.py leaves: the run's weights
+        return 0
+
+    monkeypatch.setattr(demo.subprocess, "call", fake_train)
+    monkeypatch.setattr(DemoServer, "serve_forever", lambda self, poll_interval=0.5: None)
+    argv = ["--checkpoints_dir", str(ckpt), "--train_main_job", "--port", "0", "--ngf", "8", "--dataroot",
+            str(tmp_path / "data"), "--cpu_threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert exit_status(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (command,) = commands
+    assert command[0] == sys.executable and command[1].endswith("train.py")
+    assert command[2:] == ["--checkpoints_dir", str(ckpt), "--cpu_threads", "1"]
+    assert f"training the main job first: python train.py --checkpoints_dir {ckpt}" in capsys.readouterr().out
+
+    commands.clear()
+    assert exit_status(["--checkpoints_dir", str(ckpt), "--train_main_job", "--which_epoch", "3", "--ngf", "8"]) == 2
+    line = error_line(capsys)
+    assert "--which_epoch 3" in line and "it holds latest" in line, line
+    assert "train it first" not in line and "--train_main_job" not in line, line
+    assert commands == []
+
+
 def test_cli_busy_port_is_an_error_before_the_model_loads(tmp_path, capsys, monkeypatch):
     ckpt = tmp_path / "ckpt"
     write_run(ckpt, "tiny")

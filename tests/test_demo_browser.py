@@ -395,3 +395,22 @@ def test_vae_style_image(browser, synth_root, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_class_filter_and_the_stale_image_note(browser, demo):
+    open_page(browser, demo)
+    box = browser.find_element(By.ID, "class-filter")
+    box.send_keys("cy")
+    visible = [li.text.split("\n")[0] for li in browser.find_elements(By.CSS_SELECTOR, "#class-list li")
+               if li.is_displayed()]
+    assert visible == ["cyan"]  # data/synthetic.py: the only class name containing 'cy'
+    box.clear()
+    box.send_keys("e")  # red, green, blue, yellow, magenta, white (not background, not cyan)
+    visible = [li.text.split("\n")[0] for li in browser.find_elements(By.CSS_SELECTOR, "#class-list li")
+               if li.is_displayed()]
+    assert visible == ["red", "green", "blue", "yellow", "magenta", "white"]
+
+    generate(browser, demo.engine)
+    pick(browser, 2, size=3)
+    drag(browser, (3, 3), (9, 3))
+    assert browser.find_element(By.ID, "status").text == "the label map changed: press Generate for a new image"

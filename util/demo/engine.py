@@ -92,6 +92,10 @@ def data_url(png):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def plural(count, word):
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def open_image_file(content, what):
     """Bytes of an uploaded image file -> a loaded PIL image; DemoInputError when it is too large or
     not an image PIL can read."""
@@ -100,12 +104,15 @@ def open_image_file(content, what):
     try:
         img = Image.open(io.BytesIO(content))
         if img.width * img.height > MAX_FILE_PIXELS:
-            raise DemoInputError(f"{what}: {img.width}x{img.height} pixels; at most {MAX_FILE_PIXELS} pixels")
+            raise DemoInputError(f"{what}: {img.width}x{img.height} pixels; at most {MAX_FILE_PIXELS:,} pixels "
+                                 f"(4096x4096)")
         img.load()
+    except Image.UnidentifiedImageError:
+        raise DemoInputError(f"{what}: not an image file (PNG, JPEG, ...) this demo can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         if isinstance(err, DemoInputError):
             raise
-        raise DemoInputError(f"{what}: not an image file this demo can read ({err})") from None
+        raise DemoInputError(f"{what}: a damaged or unsupported image file ({err})") from None
     return img
 
 
@@ -207,7 +214,7 @@ class DemoEngine:
             values = np.unique(labels[bad])
             shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
             raise DemoInputError(
-                f"{what} has label value(s) {shown} ({int(bad.sum())} pixels, the first at x={x}, y={y}); "
+                f"{what} has label value(s) {shown} ({plural(int(bad.sum()), 'pixel')}, the first at x={x}, y={y}); "
                 f"this model knows the values 0..{self.num_values - 1} ({self.opt.dataset_mode})")
 
     def to_canvas(self, labels):
@@ -261,7 +268,7 @@ class DemoEngine:
             k = int(nearest[inverse.reshape(-1)[first]])
             raise DemoInputError(
                 f"{what}: colour {colour} at x={x}, y={y} is not in the {self.opt.dataset_mode} palette "
-                f"({int(pixels.sum())} pixels, {int(off.sum())} colours off the palette; the nearest class "
+                f"({plural(int(pixels.sum()), 'pixel')}, {plural(int(off.sum()), 'colour')} off the palette; the nearest class "
                 f"colour is {self.names[k]} {tuple(int(c) for c in self.palette[k])}). Upload colours of the "
                 f"palette, or a single-channel PNG of class ids")
         return nearest[inverse.reshape(-1)].reshape(rgb.shape[:2]).astype(np.int64)

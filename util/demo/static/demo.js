@@ -23,7 +23,12 @@ const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ server
 async function api(path, options) {
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {
+    throw new Error(`cannot reach the demo's server (${err.message}): is demo.py still running?`);
+  }
   const type = response.headers.get("Content-Type") || "";
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
@@ -269,7 +274,10 @@ function selectClass(value) {
 
 // ------------------------------------------------------------------ generation
 function changed() {
-  if (!$("live").checked) return;
+  if (!$("live").checked) {
+    if (!$("result-image").hidden) setStatus("the label map changed: press Generate for a new image");
+    return;
+  }
   clearTimeout(state.liveTimer);
   state.liveTimer = setTimeout(() => {
     if (state.busy) state.again = true;
@@ -308,7 +316,9 @@ async function generate() {
   try {
     const result = await postJSON("/api/generate", request);
     showResult(result);
-    const waited = result.ahead ? `, after waiting ${(result.waited_ms / 1000).toFixed(1)} s behind ` +
+    const wait = result.waited_ms < 1000 ? `${Math.round(result.waited_ms)} ms`
+      : `${(result.waited_ms / 1000).toFixed(1)} s`;
+    const waited = result.ahead ? `, after waiting ${wait} behind ` +
       `${result.ahead} request${result.ahead === 1 ? "" : "s"}` : "";
     setStatus(`generated ${result.width}x${result.height} in ${Math.round(result.ms)} ms${waited}`);
   } catch (err) {
@@ -374,9 +384,14 @@ function describeNoise() {
 }
 
 // ------------------------------------------------------------------ start points
+function showValPicker(show) {
+  $("val-picker").hidden = !show;
+  $("open-val").textContent = show ? "Hide the val label maps" : "Start from a val label map";
+}
+
 async function openValPicker() {
   const picker = $("val-picker");
-  picker.hidden = !picker.hidden;
+  showValPicker(picker.hidden);
   if (picker.hidden || $("val-grid").children.length) return;
   const {val, val_total, val_note} = state.info;
   $("val-note").textContent = val.length
@@ -393,7 +408,7 @@ async function openValPicker() {
       try {
         const answer = await api(`/api/val/${item.index}`);
         setLabels(decodeLabels(answer.labels));
-        $("val-picker").hidden = true;
+        showValPicker(false);
         setStatus(`started from val label map ${item.stem}`);
         showError("");
       } catch (err) {
@@ -413,6 +428,7 @@ async function uploadLabels(file) {
     setLabels(decodeLabels(answer.labels));
     setStatus(`loaded ${file.name}${answer.notes.length ? ` (${answer.notes.join("; ")})` : ""}`);
   } catch (err) {
+    setStatus("");
     showError(err.message);
   } finally {
     $("upload-labels").value = "";
@@ -469,6 +485,8 @@ async function start() {
     if ((event.ctrlKey || event.metaKey) && event.key === "z") {
       event.preventDefault();
       undo();
+    } else if (event.key === "Escape" && !$("val-picker").hidden) {
+      showValPicker(false);
     }
   });
   $("clear").addEventListener("click", () => setLabels(newLabels().fill(info.blank)));
