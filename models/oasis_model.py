@@ -30,8 +30,8 @@ from models.networks import VGGLoss, init_weights
 from models.networks.loss import require_vgg19_weights
 from models.networks.oasis import OASISDiscriminator, OASISGenerator
 from models.networks.ops import to_reference
-from util.distributed import unwrap
 from models.pix2pix_model import check_label_range, semantic_generator_inputs
+from util.distributed import unwrap
 from util.errors import CheckpointError
 from util.util import write_text_atomic
 

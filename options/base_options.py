@@ -125,6 +125,7 @@ class OptionParser(argparse.ArgumentParser):
 # so that runs of the README's main job in ./checkpoints do not reach the tests through their opt.json).
 DEFAULT_CHECKPOINTS_DIR = "./checkpoints"
 
+
 class BaseOptions:
     """Builds the parser in passes and validates the result; see the module docstring."""
 
